@@ -1,0 +1,110 @@
+"""ToskaMesh KV Dashboard: the Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFProtect
+
+from .config import ConfigError, Settings, load_settings
+
+
+def _assets_root() -> Path:
+    """templates/ and static/: beside the package in a checkout, under share/ in a wheel."""
+    source = Path(__file__).resolve().parent.parent
+    if (source / "templates").is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "toska-kv"
+
+
+ROOT = _assets_root()
+WEAK_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development", "default"}
+
+csrf = CSRFProtect()
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Secure cookies whenever the operator came over HTTPS (directly or via the ingress)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+
+
+class PathBase:
+    """Serve under ``Dashboard:PathBase`` (an ingress path) and at ``/`` (port-forward) alike."""
+
+    def __init__(self, wsgi_app: Any, base: str) -> None:
+        self.wsgi_app = wsgi_app
+        self.base = base
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path == self.base or path.startswith(self.base + "/"):
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.base
+            environ["PATH_INFO"] = path[len(self.base):] or "/"
+        return self.wsgi_app(environ, start_response)
+
+
+def _secret_key(settings: Settings) -> str:
+    secret = settings.dashboard.secret_key or ""
+    if secret.strip().lower() in WEAK_SECRETS or len(secret) < 16:
+        if settings.dashboard.demo:
+            return secrets.token_hex(32)
+        raise ConfigError(
+            "Dashboard__SecretKey: missing, default or shorter than 16 characters; set a long "
+            "random value (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+        )
+    return secret
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the dashboard.
+
+    ``test_config`` may hold Flask settings plus ``KV_SETTINGS`` (a ready ``Settings``),
+    ``KV_OVERRIDES`` (a nested appsettings-shaped dict applied over file and env) and
+    ``KV_PROVIDER`` (a provider instance to use instead of building one).
+    """
+    from . import auth, errors
+    from .providers import make_provider
+    from .views import register_blueprints
+
+    config = dict(test_config or {})
+    settings = config.pop("KV_SETTINGS", None) or load_settings(
+        config.pop("KV_APPSETTINGS", None), overrides=config.pop("KV_OVERRIDES", None)
+    )
+    provider = config.pop("KV_PROVIDER", None)
+
+    app = Flask(__name__, template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"))
+    app.session_interface = _SessionInterface()
+    app.config.update(
+        SECRET_KEY=_secret_key(settings),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=False,
+        # An operator may keep an edit form open for a long incident; the session still ends it.
+        WTF_CSRF_TIME_LIMIT=12 * 3600,
+        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+        KV_SETTINGS=settings,
+    )
+    app.config.update(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One line per store request drowns the operators' audit lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    app.extensions["kv_provider"] = provider or make_provider(settings)
+    csrf.init_app(app)
+    auth.init_app(app, auth.load_operators(settings))
+    errors.init_app(app)
+    register_blueprints(app)
+
+    if settings.dashboard.path_base:
+        app.wsgi_app = PathBase(app.wsgi_app, settings.dashboard.path_base)  # type: ignore[method-assign]
+    return app

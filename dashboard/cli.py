@@ -1,0 +1,300 @@
+"""The ``toska-kv`` command: dev store, sample data, password hashes (and more to come).
+
+Each subcommand is one entry in ``COMMANDS``: a function that adds its arguments and a
+handler ``(args) -> exit code``. Configuration and store failures end as one line on
+stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import APPSETTINGS_ENV, ConfigError, Settings, load_settings
+from .providers.errors import ProviderError
+
+PROG = "toska-kv"
+#: exit status for configuration, store and usage errors (argparse uses 2 as well)
+EXIT_ERROR = 2
+
+
+class CommandError(Exception):
+    """A failure the command reports as one line, with an exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its help line, how to add its arguments, and what runs it."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from ``--config`` (else ``$DASHBOARD_APPSETTINGS``) and the environment."""
+    return load_settings(getattr(args, "config", None))
+
+
+# --------------------------------------------------------------------------- devstore
+
+
+def _configure_devstore(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4000, help="port to listen on (4000)")
+    parser.add_argument("--token", help="require this bearer token for every request")
+    parser.add_argument("--read-token", help="a token that may only read")
+    parser.add_argument("--write-token", help="a token that may read and write")
+    parser.add_argument(
+        "--legacy", action="store_true", help="behave like a legacy (pre-0.9.1) ToskaStore"
+    )
+    parser.add_argument(
+        "--no-key-listing", action="store_true",
+        help="answer 404 on /kv/keys, as some legacy servers do (only __keys can list)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+
+
+def _run_devstore(args: argparse.Namespace) -> int:
+    from .devstore import serve
+
+    serve(
+        host=args.host, port=args.port, token=args.token, read_token=args.read_token,
+        write_token=args.write_token, legacy=args.legacy, no_key_listing=args.no_key_listing,
+        verbose=args.verbose,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- seed
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return value
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100: {text}")
+    return value
+
+
+def _configure_seed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--services", type=_non_negative, default=5, help="services (5)")
+    parser.add_argument(
+        "--keys-per-service", type=_non_negative, default=200, help="keys per service (200)"
+    )
+    parser.add_argument(
+        "--drift", type=_percent, default=10, metavar="PCT",
+        help="percent of index entries that drift: stale, missing, duplicated (10)",
+    )
+    parser.add_argument("--seed", type=int, default=42, help="random seed (42)")
+
+
+def _run_seed(args: argparse.Namespace) -> int:
+    from .providers import make_provider
+    from .seed import seed
+
+    settings = settings_from(args)
+    provider = make_provider(settings)
+    try:
+        report = seed(
+            provider, services=args.services, keys_per_service=args.keys_per_service,
+            drift_pct=args.drift, seed=args.seed, index_key=settings.toskastore.key_index_key,
+        )
+    finally:
+        provider.close()
+    print(f"{provider.name or provider.kind}: {report.summary()}")
+    return 0
+
+
+# --------------------------------------------------------------------------- hash-password
+
+
+def _configure_hash_password(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "password", nargs="?",
+        help="the password (visible in the process list; omit it to be prompted, "
+        "or pipe it on stdin)",
+    )
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password is not None:
+        return args.password
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    second = getpass.getpass("Repeat password: ")
+    if first != second:
+        raise CommandError("the passwords do not match")
+    return first
+
+
+def _run_hash_password(args: argparse.Namespace) -> int:
+    from werkzeug.security import generate_password_hash
+
+    password = _read_password(args)
+    if not password:
+        raise CommandError("the password is empty")
+    print(generate_password_hash(password))
+    return 0
+
+
+# --------------------------------------------------------------------------- serve / demo
+
+
+def _configure_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
+
+
+def _serve_app(app, host: str, port: int, banner: list[str]) -> None:
+    """Serve with werkzeug's threaded server: for a laptop or a port-forward, not the image."""
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True)
+    base = app.config["KV_SETTINGS"].dashboard.path_base
+    print(f"ToskaMesh KV dashboard on http://{host}:{server.server_port}{base}/", flush=True)
+    for line in banner:
+        print(line, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from . import create_app
+
+    app = create_app({"KV_SETTINGS": settings_from(args)})
+    _serve_app(app, args.host, args.port, [f"store: {app.extensions['kv_provider'].name}"])
+    return 0
+
+
+def _configure_demo(parser: argparse.ArgumentParser) -> None:
+    _configure_serve(parser)
+    parser.add_argument("--services", type=_non_negative, default=6, help="services (6)")
+    parser.add_argument(
+        "--keys-per-service", type=_non_negative, default=400, help="keys per service (400)"
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    """Dev store in-process, seeded with mesh-shaped data, and the dashboard on top."""
+    from . import create_app
+    from .devstore import start_devstore
+    from .seed import seed
+
+    running = start_devstore(port=0)
+
+    def bulk_put(items) -> None:
+        for key, value, ttl_ms in items:
+            running.store.put(key, value, ttl_ms=ttl_ms)
+
+    overrides = {
+        "Mesh": {"KeyValue": {"Provider": "ToskaStore",
+                              "ToskaStore": {"BaseUrl": running.url, "AuthToken": None}}},
+        "Dashboard": {"Demo": True},
+    }
+    settings = load_settings(getattr(args, "config", None), overrides=overrides)
+    app = create_app({"KV_SETTINGS": settings})
+    report = seed(app.extensions["kv_provider"], services=args.services,
+                  keys_per_service=args.keys_per_service, bulk_put=bulk_put)
+    try:
+        _serve_app(app, args.host, args.port, [
+            f"demo store: {running.url} ({report.summary()})",
+            "log in as demo / demo (editor) or viewer / viewer (read-only); Ctrl-C stops",
+        ])
+    finally:
+        running.stop()
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+#: subcommand name → definition; ``check-index`` and ``repair-index`` plug in here
+COMMANDS: dict[str, Command] = {
+    "devstore": Command(
+        "run a ToskaStore-compatible dev server", _configure_devstore, _run_devstore
+    ),
+    "seed": Command(
+        "write ToskaMesh-shaped sample data to the configured store",
+        _configure_seed, _run_seed,
+    ),
+    "serve": Command(
+        "serve the dashboard on the configured store", _configure_serve, _run_serve
+    ),
+    "demo": Command(
+        "serve the dashboard on an in-process dev store filled with sample mesh data",
+        _configure_demo, _run_demo,
+    ),
+    "hash-password": Command(
+        "print a password hash for Dashboard:Users:N:PasswordHash",
+        _configure_hash_password, _run_hash_password,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    config_help = f"appsettings.json to read (default: ${APPSETTINGS_ENV})"
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="ToskaMesh key/value dashboard and tools."
+    )
+    parser.add_argument("--config", metavar="PATH", help=config_help)
+    # --config is accepted after the subcommand too; SUPPRESS keeps the global one
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        child = sub.add_parser(
+            name, help=command.help, description=command.help, parents=[common]
+        )
+        command.configure(child)
+    return parser
+
+
+def _fail(message: str) -> None:
+    print(f"{PROG}: {' '.join(str(message).splitlines())}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``toska-kv``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error, already printed by argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    try:
+        return COMMANDS[args.command].run(args)
+    except (ConfigError, ProviderError, CommandError) as exc:
+        _fail(str(exc))
+        return exc.status if isinstance(exc, CommandError) else EXIT_ERROR
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+__all__ = ["COMMANDS", "Command", "CommandError", "build_parser", "main", "settings_from"]

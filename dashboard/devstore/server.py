@@ -1,0 +1,207 @@
+"""Running the dev store: in a background thread for tests, or blocking for the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+import threading
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+from .config import DEFAULT_MAX_BODY_BYTES, DevStoreConfig
+from .handler import DevStoreHandler
+from .store import DevStore
+
+
+class DevStoreHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that can drop its open connections when it stops.
+
+    Clients keep connections alive, so without that, ``server_close`` (which joins the
+    handler threads) would wait for every client to hang up.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], store: DevStore, config: DevStoreConfig) -> None:
+        self.store = store
+        self.config = config
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, DevStoreHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Wake every handler blocked on a client so its thread can end."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            # OSError: already closed by the client or the handler
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client hanging up (or stop() cutting it off) is not worth a traceback
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class _DevStoreHTTPServer6(DevStoreHTTPServer):
+    address_family = socket.AF_INET6
+
+
+class RunningDevStore:
+    """A dev store serving in a daemon thread; ``stop()`` it (or use it as a context manager)."""
+
+    def __init__(self, server: DevStoreHTTPServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+        self._stopped = False
+        host, port = server.server_address[:2]
+        self.host = host
+        self.port = port
+        self.url = f"http://{_url_host(host)}:{port}"
+
+    @property
+    def store(self) -> DevStore:
+        """The data behind the server; seed it directly for fast tests."""
+        return self._server.store
+
+    @property
+    def config(self) -> DevStoreConfig:
+        return self._server.config
+
+    @property
+    def delay_ms(self) -> int:
+        """Milliseconds every /kv request sleeps before it is answered; settable at run time."""
+        return self._server.config.delay_ms
+
+    @delay_ms.setter
+    def delay_ms(self, value: int) -> None:
+        self._server.config.delay_ms = int(value)
+
+    def set_unavailable(self, flag: bool) -> None:
+        """Make /kv* and /stats answer 503 store_unavailable and /health 503 unhealthy."""
+        self._server.config.unavailable = bool(flag)
+
+    def stop(self) -> None:
+        """Stop serving, cut open connections and close the socket; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()  # also joins the handler threads
+        self._thread.join()
+
+    def __enter__(self) -> RunningDevStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<RunningDevStore {self.url} ({self.config.mode()})>"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _make_server(host: str, port: int, store: DevStore | None, options: dict[str, Any]) -> DevStoreHTTPServer:
+    store = (
+        store
+        if store is not None
+        else DevStore(
+            legacy=options.get("legacy", False), no_key_listing=options.get("no_key_listing", False)
+        )
+    )
+    options = dict(options)
+    options["legacy"] = bool(options.get("legacy")) or store.legacy
+    options["no_key_listing"] = bool(options.get("no_key_listing")) or store.no_key_listing
+    config = DevStoreConfig(**options)
+    server_class = _DevStoreHTTPServer6 if ":" in host else DevStoreHTTPServer
+    return server_class((host, port), store, config)
+
+
+def start_devstore(
+    port: int = 0,
+    host: str = "127.0.0.1",
+    token: str | None = None,
+    read_token: str | None = None,
+    write_token: str | None = None,
+    legacy: bool = False,
+    no_key_listing: bool = False,
+    read_only: bool = False,
+    delay_ms: int = 0,
+    rate_limit_per_s: float | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    store: DevStore | None = None,
+) -> RunningDevStore:
+    """Start a ToskaStore-compatible dev store in a daemon thread and return at once.
+
+    ``port=0`` picks a free port (see ``.url``). Options: ``token`` (every scope),
+    ``read_token``/``write_token`` (scoped; ``token`` is accepted too); ``legacy`` (the
+    old server generation); ``no_key_listing`` (404 on /kv/keys and /kv); ``read_only``
+    (403 on writes, like a follower); ``delay_ms`` before each /kv answer;
+    ``rate_limit_per_s`` (429 beyond it); ``max_body_bytes`` (413 beyond it). ``store``
+    shares existing data; a mode is on when this call or the store asks for it.
+    """
+    server = _make_server(
+        host,
+        port,
+        store,
+        {
+            "token": token,
+            "read_token": read_token,
+            "write_token": write_token,
+            "legacy": legacy,
+            "no_key_listing": no_key_listing,
+            "read_only": read_only,
+            "delay_ms": delay_ms,
+            "rate_limit_per_s": rate_limit_per_s,
+            "max_body_bytes": max_body_bytes,
+        },
+    )
+    # a short poll interval keeps stop() quick; tests start and stop many servers
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.02},
+        name=f"devstore-{server.server_address[1]}",
+        daemon=True,
+    )
+    thread.start()
+    return RunningDevStore(server, thread)
+
+
+def serve(host: str = "127.0.0.1", port: int = 4000, *, verbose: bool = False, **options: Any) -> None:
+    """Serve a dev store in the foreground until Ctrl-C (for ``toska-kv devstore``).
+
+    Takes the same options as ``start_devstore``; ``verbose`` logs each request.
+    Prints one line with the URL and mode when it is ready.
+    """
+    store = options.pop("store", None)
+    server = _make_server(host, port, store, {**options, "verbose": verbose})
+    bound_host, bound_port = server.server_address[:2]
+    print(
+        f"ToskaStore-compatible dev store on http://{_url_host(bound_host)}:{bound_port} "
+        f"(mode {server.config.mode()})",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close_connections()
+        server.server_close()

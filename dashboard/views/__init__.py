@@ -1,0 +1,29 @@
+"""One blueprint per feature; this module wires them and the helpers they share."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from ..providers.base import KeyValueProvider
+
+
+def provider() -> KeyValueProvider:
+    """The process-wide provider chosen at start-up."""
+    return current_app.extensions["kv_provider"]
+
+
+def register_blueprints(app: Flask) -> None:
+    from .. import formatting
+    from ..auth import can_write
+    from . import edits, keys, ops, services
+
+    formatting.register(app)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(services.bp)
+    app.register_blueprint(keys.bp)
+    app.register_blueprint(edits.bp)
+
+    @app.context_processor
+    def _globals():
+        return {"can_write": can_write(), "store_name": provider().name,
+                "settings": current_app.config["KV_SETTINGS"]}

@@ -1,0 +1,267 @@
+"""Changing keys: edit (diff, confirm, conflict), create, delete. Editors only.
+
+Every write is conditional on what the operator saw (``expected_version``), so a value
+another writer changed meanwhile is never overwritten: the operator sees both instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+
+from .. import mesh
+from ..auth import editor_required
+from ..formatting import parse_ttl, pretty_json
+from ..providers.base import KEEP_TTL, NO_TTL, Entry, TtlChange
+from ..providers.errors import Conflict, NotFound, ProviderError
+from . import provider
+from .keys import parent_prefix
+
+bp = Blueprint("edits", __name__)
+
+
+@dataclass
+class WriteForm:
+    """What the operator typed, as posted back by the edit and create forms."""
+
+    key: str = ""
+    value: str = ""
+    ttl_mode: str = "keep"
+    ttl: str = ""
+    expected_version: str = ""
+    raw: bool = False
+    compact: bool = True
+    update_index: bool = True
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_request(cls) -> WriteForm:
+        form = request.form
+        return cls(
+            key=form.get("key", ""),
+            # Browsers send CRLF from textareas; stored values use LF.
+            value=form.get("value", "").replace("\r\n", "\n"),
+            ttl_mode=form.get("ttl_mode", "keep"),
+            ttl=form.get("ttl", "").strip(),
+            expected_version=form.get("expected_version", ""),
+            raw=form.get("raw") == "on",
+            compact=form.get("compact") == "on",
+            update_index=form.get("update_index") == "on",
+        )
+
+    def ttl_change(self, ttl_known: bool = True) -> TtlChange | None:
+        """The TTL the write applies, or None with ``errors`` explaining why not."""
+        if self.ttl_mode == "none":
+            return NO_TTL
+        if self.ttl_mode == "keep":
+            if not ttl_known:
+                self.errors.append(
+                    "This store cannot report TTLs, so the current TTL cannot be kept. Choose "
+                    "'set a TTL', or 'no expiry' if the key should never expire."
+                )
+                return None
+            return KEEP_TTL
+        if self.ttl_mode == "set":
+            try:
+                return TtlChange.set(parse_ttl(self.ttl))
+            except ValueError as error:
+                self.errors.append(str(error))
+                return None
+        self.errors.append(f"Unknown TTL choice {self.ttl_mode!r}.")
+        return None
+
+    def value_to_store(self) -> str | None:
+        """The value as it will be written: validated JSON (compacted if asked) or raw text."""
+        if self.raw:
+            return self.value
+        try:
+            parsed = json.loads(self.value, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, ValueError) as error:
+            where = (f" (line {error.lineno}, column {error.colno})"
+                     if isinstance(error, json.JSONDecodeError) else "")
+            self.errors.append(
+                f"The value is not valid JSON: {getattr(error, 'msg', error)}{where}. Fix it, or "
+                "tick 'save as raw string' to store the text exactly as typed."
+            )
+            return None
+        if self.compact:
+            return json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
+        return self.value
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def value_diff(old: str | None, new: str) -> list[tuple[str, str]]:
+    """Line diff of old and new (pretty-printed when both are JSON): (kind, text) pairs."""
+    old_text = pretty_json(old) or (old or "")
+    new_text = pretty_json(new) or new
+    lines = []
+    for line in difflib.unified_diff(old_text.splitlines(), new_text.splitlines(),
+                                     "current", "new", lineterm="", n=3):
+        if line.startswith(("---", "+++")):
+            continue
+        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "same")
+        lines.append((kind, line))
+    return lines
+
+
+def _settings():
+    return current_app.config["KV_SETTINGS"]
+
+
+def _service_index_state(key: str) -> tuple[mesh.Service | None, bool]:
+    service = mesh.service_for_key(_settings(), key)
+    if service is None or key == service.index_full_key:
+        return service, False
+    return service, mesh.has_index(provider(), service)
+
+
+def _sync_index(key: str, *, add: bool) -> None:
+    """Keep the service's ``__keys`` index in step with a create/edit/delete, as the runtime does."""
+    service = mesh.service_for_key(_settings(), key)
+    if service is None or key == service.index_full_key:
+        return
+    inner = key[len(service.prefix):]
+    try:
+        changed = mesh.update_index(provider(), service, add=[inner] if add else [],
+                                    remove=[] if add else [inner])
+    except ProviderError as error:
+        flash(f"The key was written, but its index could not be updated: {error}", "error")
+        return
+    if changed:
+        verb = "added to" if add else "removed from"
+        flash(f"{inner!r} {verb} the index {service.index_full_key!r}.", "info")
+
+
+def _edit_page(entry: Entry | None, form: WriteForm, status: int = 200, **extra):
+    service, indexed = _service_index_state(form.key)
+    return render_template(
+        "edits/edit.html", entry=entry, form=form, service=service, indexed=indexed,
+        capabilities=provider().capabilities(), prefix=parent_prefix(form.key), **extra,
+    ), status
+
+
+@bp.get("/key/edit")
+@editor_required
+def edit_form():
+    key = request.args.get("key", "")
+    entry = provider().get(key)
+    if not entry.editable:
+        flash(f"{entry.type} values are shown read-only.", "error")
+        return redirect(url_for("keys.detail", key=key))
+    pretty = pretty_json(entry.value)
+    form = WriteForm(
+        key=key, value=pretty if pretty is not None else entry.value or "",
+        ttl_mode="keep" if entry.ttl_known else "", expected_version=entry.token,
+        raw=pretty is None,
+        compact=pretty is not None and entry.value == pretty_json_compact(entry.value),
+    )
+    form.update_index = _service_index_state(key)[1]
+    return _edit_page(entry, form)
+
+
+def pretty_json_compact(value: str | None) -> str | None:
+    try:
+        return json.dumps(json.loads(value or ""), ensure_ascii=False, separators=(",", ":"))
+    except json.JSONDecodeError:
+        return None
+
+
+@bp.post("/key/edit")
+@editor_required
+def edit_submit():
+    form = WriteForm.from_request()
+    store = provider()
+    try:
+        current = store.get(form.key)
+    except NotFound:
+        current = None
+    ttl = form.ttl_change(current.ttl_known if current else True)
+    value = form.value_to_store()
+    if form.errors or ttl is None or value is None:
+        return _edit_page(current, form, 422)
+    if current is None:
+        return _edit_page(None, form, 409, conflict=True)
+    if request.form.get("confirm") != "yes":
+        # First submit: show exactly what will change before anything is written.
+        return render_template(
+            "edits/confirm.html", form=form, entry=current, diff=value_diff(current.value, value),
+            new_value=value, ttl=ttl, stale=current.token != form.expected_version,
+        )
+    try:
+        store.put(form.key, value, ttl=ttl, expected=form.expected_version)
+    except Conflict as conflict:
+        return _edit_page(conflict.current, form, 409, conflict=True)
+    current_app.logger.info("edit: %s wrote %r (ttl %s)", _operator(), form.key, ttl.mode)
+    flash("Saved.", "success")
+    if form.update_index:
+        _sync_index(form.key, add=True)
+    return redirect(url_for("keys.detail", key=form.key), 303)
+
+
+def _operator() -> str:
+    from flask_login import current_user
+
+    return getattr(current_user, "name", "?")
+
+
+@bp.route("/key/new", methods=["GET", "POST"])
+@editor_required
+def new():
+    prefix = request.values.get("prefix", "")
+    if request.method == "GET":
+        form = WriteForm(key=prefix, value="{}", ttl_mode="none")
+        form.update_index = _service_index_state(prefix)[1]
+        return _new_page(form, prefix)
+    form = WriteForm.from_request()
+    if not form.key or form.key.endswith(mesh.SEPARATOR):
+        form.errors.append("Give the key a name after its prefix.")
+    ttl = form.ttl_change() if form.ttl_mode != "keep" else NO_TTL
+    value = form.value_to_store()
+    if form.errors or ttl is None or value is None:
+        return _new_page(form, prefix, 422)
+    try:
+        provider().put(form.key, value, ttl=ttl, create_only=True)
+    except Conflict:
+        form.errors.append("A key with this name already exists; nothing was written.")
+        return _new_page(form, prefix, 409, exists=True)
+    current_app.logger.info("create: %s created %r", _operator(), form.key)
+    flash("Created.", "success")
+    if form.update_index:
+        _sync_index(form.key, add=True)
+    return redirect(url_for("keys.detail", key=form.key), 303)
+
+
+def _new_page(form: WriteForm, prefix: str, status: int = 200, **extra):
+    service, indexed = _service_index_state(form.key or prefix)
+    return render_template("edits/new.html", form=form, prefix=prefix, service=service,
+                           indexed=indexed, **extra), status
+
+
+@bp.route("/key/delete", methods=["GET", "POST"])
+@editor_required
+def delete():
+    key = request.values.get("key", "")
+    back = request.values.get("back_prefix") or parent_prefix(key)
+    if request.method == "GET" or request.form.get("confirm") != "yes":
+        entry = provider().get(key)
+        service, indexed = _service_index_state(key)
+        return render_template("edits/delete.html", entry=entry, back_prefix=back,
+                               service=service, indexed=indexed)
+    expected = request.form.get("expected_version") or None
+    try:
+        provider().delete(key, expected=expected)
+    except Conflict as conflict:
+        service, indexed = _service_index_state(key)
+        return render_template("edits/delete.html", entry=conflict.current, back_prefix=back,
+                               service=service, indexed=indexed, conflict=True), 409
+    current_app.logger.info("delete: %s deleted %r", _operator(), key)
+    flash(f"Deleted {key!r}.", "success")
+    if request.form.get("update_index") == "on":
+        _sync_index(key, add=False)
+    return redirect(url_for("keys.browse", prefix=back), 303)

@@ -1,0 +1,89 @@
+"""Reading keys: the prefix browser and one entry's page.
+
+Keys always travel in the query string: proxies rewrite ``//``, ``..`` and ``%2F`` in
+paths, and mesh keys contain all of those.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, render_template, request
+from flask_login import login_required
+
+from .. import mesh
+from ..formatting import pretty_json
+from ..htmx import is_htmx, render
+from ..providers.errors import NotFound
+from . import provider
+
+bp = Blueprint("keys", __name__)
+PAGE_SIZES = (50, 100, 250, 500)
+
+
+def parent_prefix(key: str) -> str:
+    """The prefix a key sits in: everything up to and including its last ``:``."""
+    cut = key.rfind(mesh.SEPARATOR)
+    return key[: cut + 1] if cut >= 0 else ""
+
+
+def breadcrumbs(prefix: str) -> list[tuple[str, str]]:
+    """(label, prefix) for each ``:`` segment of ``prefix``."""
+    crumbs = []
+    start = 0
+    while (cut := prefix.find(mesh.SEPARATOR, start)) >= 0:
+        crumbs.append((prefix[start: cut + 1], prefix[: cut + 1]))
+        start = cut + 1
+    if start < len(prefix):
+        crumbs.append((prefix[start:], prefix))
+    return crumbs
+
+
+@bp.get("/browse")
+@login_required
+def browse():
+    prefix = request.args.get("prefix", "")
+    cursor = request.args.get("cursor") or None
+    view = "folders" if request.args.get("view") == "folders" else "flat"
+    try:
+        limit = int(request.args.get("limit", 100))
+    except ValueError:
+        limit = 100
+    limit = min(max(limit, 1), PAGE_SIZES[-1])
+    store = provider()
+    context = {"prefix": prefix, "view": view, "limit": limit, "crumbs": breadcrumbs(prefix),
+               "capabilities": store.capabilities()}
+    if view == "folders":
+        context["segments"] = store.list_segments(prefix, limit=500)
+        return render("keys/browse.html", "keys/_results.html", **context)
+    page = store.scan(prefix, cursor=cursor, limit=limit)
+    context.update(page=page, cursor=cursor)
+    if cursor and is_htmx():
+        # "Next page" appends rows to the table it came from.
+        return render_template("keys/_rows.html", **context), 200, {"Vary": "HX-Request"}
+    return render("keys/browse.html", "keys/_results.html", **context)
+
+
+@bp.get("/browse/count")
+@login_required
+def folder_count():
+    """A folder's key count, capped: loaded lazily, one folder at a time."""
+    prefix = request.args.get("prefix", "")
+    count, exact = provider().count_keys(prefix, cap=1000)
+    return render_template("keys/_count.html", count=count, exact=exact)
+
+
+@bp.get("/key")
+@login_required
+def detail():
+    key = request.args.get("key")
+    if not key:
+        abort(400, description="Which key? Open a key from the browser or pass ?key=<full key>.")
+    try:
+        entry = provider().get(key)
+    except NotFound:
+        return render_template("keys/missing.html", key=key, prefix=parent_prefix(key)), 404
+    settings = current_app.config["KV_SETTINGS"]
+    return render_template(
+        "keys/detail.html", entry=entry, pretty=pretty_json(entry.value),
+        prefix=parent_prefix(key), crumbs=breadcrumbs(parent_prefix(key)),
+        service=mesh.service_for_key(settings, key), capabilities=provider().capabilities(),
+    )

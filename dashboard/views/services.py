@@ -1,0 +1,47 @@
+"""The services list: one row per service prefix, counts and index presence loaded lazily."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask_login import login_required
+
+from .. import mesh
+from ..htmx import render
+from . import provider
+
+bp = Blueprint("services", __name__)
+COUNT_CAP = 1000
+
+
+@bp.get("/")
+def root():
+    return redirect(url_for("services.index"))
+
+
+@bp.get("/services")
+@login_required
+def index():
+    settings = current_app.config["KV_SETTINGS"]
+    services = {s.prefix: s for s in mesh.configured_services(settings)}
+    listing = provider().list_segments("", limit=500)
+    default_index = settings.toskastore.key_index_key or mesh.DEFAULT_INDEX_KEY
+    for folder in listing.folders:
+        services.setdefault(folder, mesh.Service(folder[:-1], folder, default_index))
+    rows = sorted(services.values(), key=lambda s: s.prefix)
+    return render_template("services/index.html", services=rows, listing=listing,
+                           capabilities=provider().capabilities())
+
+
+@bp.get("/services/summary")
+@login_required
+def summary():
+    """One row's lazy cells: key count (capped) and whether a ``__keys`` index exists."""
+    settings = current_app.config["KV_SETTINGS"]
+    prefix = request.args.get("prefix", "")
+    service = mesh.service_for_key(settings, prefix) or mesh.Service(prefix, prefix)
+    count, exact = provider().count_keys(prefix, cap=COUNT_CAP)
+    indexed = mesh.has_index(provider(), service)
+    if indexed and provider().capabilities().key_listing:
+        count -= 1 if count and exact else 0  # the index key itself is not a service key
+    return render("services/_summary.html", "services/_summary.html", service=service,
+                  count=count, exact=exact, indexed=indexed)

@@ -1,0 +1,5 @@
+"""WSGI entry point for gunicorn: ``gunicorn dashboard.wsgi:app``."""
+
+from . import create_app
+
+app = create_app()

@@ -1,0 +1,54 @@
+"""Take the README's screenshots from a seeded demo: `python scripts/screenshots.py`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dashboard import create_app  # noqa: E402
+from dashboard.config import load_settings  # noqa: E402
+from dashboard.devstore import start_devstore  # noqa: E402
+from dashboard.seed import seed  # noqa: E402
+from tests.support.live import chromium, serve_app  # noqa: E402
+
+OUT = ROOT / "docs" / "screenshots"
+SCREENS = {
+    "services": "/services",
+    "browse": "/browse?prefix=profiles:",
+    "folders": "/browse?prefix=orders:&view=folders",
+    "key": "/key?key={key}",
+    "edit": "/key/edit?key={key}",
+}
+
+
+def main() -> None:
+    running = start_devstore(port=0)
+    settings = load_settings(None, overrides={
+        "Mesh": {"KeyValue": {"Provider": "ToskaStore", "ToskaStore": {"BaseUrl": running.url}}},
+        "Dashboard": {"Demo": True},
+    })
+    app = create_app({"KV_SETTINGS": settings})
+    provider = app.extensions["kv_provider"]
+    seed(provider, services=6, keys_per_service=300)
+    key = quote(next(provider.iter_keys("profiles:profile:")), safe="")
+    OUT.mkdir(parents=True, exist_ok=True)
+    with serve_app(app) as url, chromium() as browser:
+        page = browser.new_page(base_url=url, viewport={"width": 1280, "height": 800})
+        page.goto("/login")
+        page.fill("input[name=username]", "demo")
+        page.fill("input[name=password]", "demo")
+        page.click("button[type=submit]")
+        for name, path in SCREENS.items():
+            page.goto(path.format(key=key))
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(OUT / f"{name}.png"))
+            print(OUT / f"{name}.png")
+    running.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Building test apps and driving them like an operator (login, CSRF tokens)."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from werkzeug.security import generate_password_hash
+
+from dashboard import create_app
+
+SECRET = "test-secret-key-not-for-production-0123456789"
+# Cheap hashes: tests log in hundreds of times; the algorithm is not what is under test.
+_FAST = "pbkdf2:sha256:1000"
+OPERATORS = {"ed": ("ed-pass", "editor"), "vi": ("vi-pass", "viewer")}
+_USERS = [
+    {"Name": name, "PasswordHash": generate_password_hash(password, method=_FAST), "Role": role}
+    for name, (password, role) in OPERATORS.items()
+]
+_CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def make_app(provider: Any = None, *, dashboard: dict[str, Any] | None = None,
+             mesh: dict[str, Any] | None = None, **flask_config: Any):
+    """An app on ``provider`` with an editor ``ed`` and a viewer ``vi``."""
+    overrides: dict[str, Any] = {
+        "Dashboard": {"SecretKey": SECRET, "Users": _USERS, **(dashboard or {})},
+    }
+    if mesh:
+        overrides["Mesh"] = {"KeyValue": mesh}
+    config: dict[str, Any] = {"TESTING": True, "KV_OVERRIDES": overrides, **flask_config}
+    if provider is not None:
+        config["KV_PROVIDER"] = provider
+    return create_app(config)
+
+
+def csrf_token(client, url: str = "/login") -> str:
+    """The CSRF token a page carries, as a browser would read it from the form."""
+    page = client.get(url)
+    match = _CSRF_INPUT.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {url} ({page.status_code})"
+    return html.unescape(match.group(1))
+
+
+def login(client, name: str = "ed") -> None:
+    password, _ = OPERATORS[name]
+    token = csrf_token(client)
+    response = client.post("/login", data={"username": name, "password": password,
+                                           "csrf_token": token})
+    assert response.status_code == 302, response.get_data(as_text=True)
+
+
+def post_form(client, url: str, data: dict[str, Any], *, token_from: str = "/services"):
+    """POST like the browser: with the CSRF token the dashboard handed out."""
+    return client.post(url, data={**data, "csrf_token": csrf_token(client, token_from)})

@@ -1,0 +1,211 @@
+"""The provider contract: every backend passes the same suite.
+
+Backends: the dev store (current, legacy, no key listing), a real redis-server, and a
+real ToskaStore when TOSKASTORE_URL is set. Capability differences are asserted, not
+skipped: a legacy server must *say* a TTL is unknown, not pretend there is none.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dashboard.providers.base import KEEP_TTL, NO_TTL, Entry, TtlChange
+from dashboard.providers.errors import Conflict, NotFound, Unsupported
+
+ODD_KEYS = ["a/b", "a%2Fb", "a?b#c", "../x", "sp ace", "ünï:cødé", "x:y:z", "tab\there", "Ω/%20"]
+HOUR_MS = 3_600_000
+
+
+def caps(provider):
+    return provider.capabilities()
+
+
+def test_capabilities_are_consistent(provider):
+    c = caps(provider)
+    assert c.listing in {"range", "cursor", "legacy", "index", "scan"}
+    if c.listing in {"range", "cursor"}:
+        assert c.versions and c.ttl_visible and c.atomic_cas
+    if c.listing in {"legacy", "scan"}:
+        assert not c.versions
+    assert c.ordered == (c.listing != "scan")
+
+
+def test_get_missing_key_raises_not_found(provider, prefix):
+    with pytest.raises(NotFound):
+        provider.get(prefix + "missing")
+
+
+@pytest.mark.parametrize("odd", ODD_KEYS)
+def test_special_character_keys_round_trip(backend, provider, prefix, odd):
+    key = prefix + odd
+    provider.put(key, '{"id":"x"}', ttl=NO_TTL)
+    entry = provider.get(key)
+    assert entry.key == key
+    assert entry.value == '{"id":"x"}'
+    backend.seed({key: '{"id":"x"}'})  # keeps the index in sync where listing needs it
+    assert key in provider.list_keys(prefix, limit=1000).keys
+    assert provider.mget([key])[key].value == '{"id":"x"}'
+    assert provider.delete(key) is True
+    with pytest.raises(NotFound):
+        provider.get(key)
+
+
+def test_list_keys_returns_exactly_the_prefix(backend, provider, prefix):
+    other = prefix[:-1] + "x:"
+    backend.seed({prefix + "b": "1", prefix + "a": "2", prefix + "c:d": "3", other + "a": "4"})
+    page = provider.list_keys(prefix, limit=100)
+    assert sorted(page.keys) == [prefix + "a", prefix + "b", prefix + "c:d"]
+    assert page.keys == sorted(page.keys)
+    assert page.next_cursor is None
+    assert page.source == caps(provider).listing
+
+
+def test_pagination_across_2500_keys_loses_and_repeats_nothing(backend, provider, prefix):
+    expected = {f"{prefix}item:{i:05d}": str(i) for i in range(2600)}
+    backend.seed(expected)
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = provider.list_keys(prefix, cursor=cursor, limit=250)
+        assert page.keys == sorted(page.keys)
+        seen.extend(page.keys)
+        pages += 1
+        cursor = page.next_cursor
+        if not cursor:
+            break
+        assert pages < 100
+    if caps(provider).ordered:
+        assert seen == sorted(expected)
+        assert pages >= 2600 // 250
+    else:
+        assert set(seen) == set(expected)
+    assert sorted(set(provider.iter_keys(prefix, page_size=300))) == sorted(expected)
+    assert len(list(provider.iter_keys(prefix, page_size=300))) == len(expected)
+
+
+def test_scan_returns_values_and_ttl_states(backend, provider, prefix):
+    backend.seed({prefix + "plain": '{"a":1}'})
+    backend.seed({prefix + "expiring": '"soon"'}, ttl_ms=HOUR_MS)
+    entries: dict[str, Entry] = {}
+    cursor = None
+    while True:
+        page = provider.scan(prefix, cursor=cursor, limit=100)
+        entries.update((e.key, e) for e in page.entries)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    assert entries[prefix + "plain"].value == '{"a":1}'
+    assert entries[prefix + "expiring"].value == '"soon"'
+    assert entries[prefix + "plain"].size == 7
+    if caps(provider).ttl_visible and caps(provider).listing in {"range", "scan"}:
+        assert entries[prefix + "plain"].ttl_known and entries[prefix + "plain"].ttl_ms is None
+        assert 0 < entries[prefix + "expiring"].ttl_ms <= HOUR_MS
+    if not caps(provider).ttl_visible:
+        assert not entries[prefix + "expiring"].ttl_known
+
+
+def test_get_reports_ttl_or_says_it_is_unknown(backend, provider, prefix):
+    backend.seed({prefix + "t": "v"}, ttl_ms=HOUR_MS)
+    entry = provider.get(prefix + "t")
+    if caps(provider).ttl_visible:
+        assert entry.ttl_known
+        assert HOUR_MS - 60_000 < entry.ttl_ms <= HOUR_MS
+        assert entry.expires_at_ms is not None
+    else:
+        assert entry.ttl_known is False
+        assert entry.ttl_ms is None
+
+
+def test_keep_ttl_edit_keeps_the_ttl(backend, provider, prefix):
+    key = prefix + "session:1"
+    backend.seed({key: '{"n":1}'}, ttl_ms=HOUR_MS)
+    before = provider.get(key)
+    if not caps(provider).ttl_visible:
+        with pytest.raises(Unsupported):
+            provider.put(key, '{"n":2}', ttl=KEEP_TTL, expected=before.token)
+        assert provider.get(key).value == '{"n":1}'
+        return
+    provider.put(key, '{"n":2}', ttl=KEEP_TTL, expected=before.token)
+    after = provider.get(key)
+    assert after.value == '{"n":2}'
+    assert after.ttl_ms is not None
+    assert HOUR_MS - 60_000 < after.ttl_ms <= before.ttl_ms
+
+
+def test_set_and_none_ttl_modes(provider, prefix):
+    key = prefix + "k"
+    provider.put(key, "1", ttl=TtlChange.set(HOUR_MS))
+    if caps(provider).ttl_visible:
+        assert 0 < provider.get(key).ttl_ms <= HOUR_MS
+    provider.put(key, "2", ttl=NO_TTL)
+    entry = provider.get(key)
+    assert entry.value == "2"
+    if caps(provider).ttl_visible:
+        assert entry.ttl_known and entry.ttl_ms is None
+
+
+def test_stale_token_conflicts_and_writes_nothing(provider, prefix):
+    key = prefix + "profile:alice"
+    provider.put(key, '{"v":1}', ttl=NO_TTL)
+    seen = provider.get(key)
+    provider.put(key, '{"v":2}', ttl=NO_TTL)  # another writer
+    with pytest.raises(Conflict) as caught:
+        provider.put(key, '{"v":"mine"}', ttl=NO_TTL, expected=seen.token)
+    assert caught.value.current is not None
+    assert caught.value.current.value == '{"v":2}'
+    assert provider.get(key).value == '{"v":2}'
+
+
+def test_fresh_token_writes(provider, prefix):
+    key = prefix + "k"
+    provider.put(key, "1", ttl=NO_TTL)
+    seen = provider.get(key)
+    written = provider.put(key, "2", ttl=NO_TTL, expected=seen.token)
+    assert written.value == "2"
+    assert provider.get(key).token != seen.token
+    if caps(provider).versions:
+        assert provider.get(key).version > seen.version
+
+
+def test_create_only_refuses_an_existing_key(provider, prefix):
+    key = prefix + "new"
+    provider.put(key, "first", ttl=NO_TTL, create_only=True)
+    with pytest.raises(Conflict) as caught:
+        provider.put(key, "second", ttl=NO_TTL, create_only=True)
+    assert caught.value.current.value == "first"
+    assert provider.get(key).value == "first"
+
+
+def test_delete_with_stale_token_conflicts(provider, prefix):
+    key = prefix + "d"
+    provider.put(key, "1", ttl=NO_TTL)
+    seen = provider.get(key)
+    provider.put(key, "2", ttl=NO_TTL)
+    with pytest.raises(Conflict):
+        provider.delete(key, expected=seen.token)
+    assert provider.get(key).value == "2"
+    assert provider.delete(key, expected=provider.get(key).token) is True
+    with pytest.raises(NotFound):
+        provider.get(key)
+
+
+def test_mget_many_keys_with_missing_and_duplicates(backend, provider, prefix):
+    present = {f"{prefix}m:{i}": json.dumps({"i": i}) for i in range(2500)}
+    backend.seed(present)
+    asked = [f"{prefix}m:{i}" for i in range(0, 2600, 1)] + [prefix + "m:5", prefix + "a/b?"]
+    result = provider.mget(asked)
+    assert list(result) == list(dict.fromkeys(asked))
+    assert result[prefix + "m:7"].value == '{"i": 7}'
+    assert result[prefix + "m:2599"] is None
+    assert result[prefix + "a/b?"] is None
+    assert sum(1 for v in result.values() if v is not None) == 2500
+
+
+def test_info_reports_a_healthy_store(provider):
+    info = provider.info()
+    assert info.healthy is True
+    assert info.kind == provider.kind
+    assert info.name == provider.name
