@@ -87,8 +87,13 @@ def pretty_json(value: str | None) -> str | None:
         return None
 
 
+def pretty_content(content) -> str:
+    """A Redis collection's contents as indented JSON (HTML-escaped later by Jinja)."""
+    return json.dumps(content, indent=2, ensure_ascii=False, default=str)
+
+
 def register(app) -> None:
     app.jinja_env.filters.update(
         ttl_attr=ttl_attr, ttl_label=ttl_label, utc_time=utc_time, human_size=human_size,
-        preview=preview, human_duration=human_duration,
+        preview=preview, human_duration=human_duration, pretty_content=pretty_content,
     )

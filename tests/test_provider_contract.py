@@ -209,3 +209,18 @@ def test_info_reports_a_healthy_store(provider):
     assert info.healthy is True
     assert info.kind == provider.kind
     assert info.name == provider.name
+
+
+def test_list_segments_groups_the_next_level(backend, provider, prefix):
+    backend.seed({prefix + k: "1" for k in ["a:1", "a:2", "b:1", "c", "d:x:y", "e"]})
+    listing = provider.list_segments(prefix)
+    assert listing.folders == [prefix + "a:", prefix + "b:", prefix + "d:"]
+    assert listing.leaves == [prefix + "c", prefix + "e"]
+    assert listing.complete
+    capped = provider.list_segments(prefix, limit=2)
+    assert not capped.complete
+    if caps(provider).ordered:
+        assert capped.folders == [prefix + "a:", prefix + "b:"] and capped.leaves == []
+    else:
+        shown = capped.folders + capped.leaves
+        assert len(shown) == 2 and set(shown) <= set(listing.folders + listing.leaves)

@@ -727,3 +727,19 @@ def test_non_json_answers_are_bad_responses(html_server, connect):
         provider.get("k")
     with pytest.raises(errors.BadResponse):
         provider.info()
+
+
+def test_segments_on_a_range_server_skip_instead_of_reading_every_key():
+    with start_devstore(port=0) as running:
+        for i in range(3000):
+            running.store.put(f"svc{i % 3}:item:{i}", "1")
+        running.store.put("top", "1")
+        provider = ToskaStoreProvider(running.url)
+        requests: list[str] = []
+        provider._client.event_hooks["request"].append(lambda r: requests.append(str(r.url)))
+        listing = provider.list_segments("")
+        assert listing.folders == ["svc0:", "svc1:", "svc2:"] and listing.leaves == ["top"]
+        assert listing.complete
+        # one probe at detection, one request per entry, one that finds the end
+        assert len([u for u in requests if "/kv?" in u]) <= 1 + 4 + 1
+        provider.close()

@@ -35,6 +35,7 @@ from .base import (
     KeyPage,
     KeyValueProvider,
     ListingSource,
+    SegmentListing,
     StoreInfo,
     TtlChange,
     now_ms,
@@ -454,6 +455,43 @@ class ToskaStoreProvider(KeyValueProvider):
             return self._local_page(keys, cursor, limit, truncated=truncated, source="legacy")
         return self._local_page(self._index_keys(prefix), cursor, limit, truncated=False,
                                 source="index")
+
+    def list_segments(
+        self, prefix: str = "", *, sep: str = ":", limit: int = 500, walk_cap: int = 20_000,
+    ) -> SegmentListing:
+        """Next-segment folders and leaf keys; on a range server, one request per entry.
+
+        Instead of reading every key, ask for the first key at or after a lower bound and
+        then jump past its whole segment (``seg`` + the character after ``sep``), so a
+        service with a million keys costs one request.
+        """
+        if self._ensure_detected() != "range":
+            return super().list_segments(prefix, sep=sep, limit=limit, walk_cap=walk_cap)
+        folders: list[str] = []
+        leaves: list[str] = []
+        start = prefix
+        past_sep = chr(ord(sep) + 1)
+        while len(folders) + len(leaves) < limit:
+            data = self._json(self._request(
+                "GET", "/kv?" + self._query(prefix=prefix, start=start, limit=1)
+            ), "range listing")
+            items = data.get("items")
+            if not isinstance(items, list):
+                raise self._bad("range listing: 'items' is not a list")
+            if not items:
+                return SegmentListing(folders, leaves, True)
+            key = items[0].get("key") if isinstance(items[0], dict) else None
+            if not isinstance(key, str) or not key.startswith(prefix) or key < start:
+                raise self._bad("range listing: unexpected key after start")
+            rest = key[len(prefix):]
+            cut = rest.find(sep)
+            if cut >= 0:
+                folders.append(prefix + rest[: cut + 1])
+                start = prefix + rest[:cut] + past_sep
+            else:
+                leaves.append(key)
+                start = key + "\0"
+        return SegmentListing(folders, leaves, False)
 
     def _next_cursor(self, data: dict) -> str | None:
         cursor = data.get("next_cursor")
