@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 
 import pytest
 from werkzeug.security import check_password_hash
@@ -12,19 +11,7 @@ from werkzeug.security import check_password_hash
 from dashboard.cli import COMMANDS, build_parser, main
 from dashboard.devstore import start_devstore
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """Only what a test sets itself configures the CLI."""
-    for name in list(os.environ):
-        if name.lower().startswith(("mesh__", "dashboard__", "dashboard_appsettings")):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture(scope="module")
-def devstore():
-    with start_devstore(port=0) as running:
-        yield running
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def appsettings(tmp_path, url: str, **toskastore) -> str:

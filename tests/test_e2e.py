@@ -9,7 +9,7 @@ import pytest
 
 from dashboard.providers.base import NO_TTL
 from tests.support.backends import start_backend
-from tests.support.live import chromium, serve_app
+from tests.support.live import log_in, serve_app
 from tests.support.webapp import make_app
 
 pytestmark = pytest.mark.e2e
@@ -32,34 +32,6 @@ def store():
 def base_url(store):
     with serve_app(make_app(store.provider)) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as running:
-        yield running
-
-
-@pytest.fixture
-def page(browser, base_url, request, tmp_path):
-    context = browser.new_context(base_url=base_url)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-        (tmp_path / "failure.html").write_text(page.content())
-        print(f"screenshot of the failing screen: {tmp_path / 'failure.png'}")
-    context.close()
-
-
-def log_in(page, name="ed", password="ed-pass"):
-    page.goto("/services")
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/services$"))
 
 
 def test_login_open_service_and_page_through_keys(page):
@@ -140,3 +112,28 @@ def test_create_and_delete_a_key_with_the_index_following(page, store):
     page.wait_for_url(re.compile(r"/browse\?prefix=shop"))
     assert "profile:zoe" not in json.loads(store.provider.get("shop:__keys").value)
     assert page.locator('[data-testid="key-row"][data-key="shop:profile:zoe"]').count() == 0
+
+
+def test_index_check_and_repair_from_the_browser(page, store):
+    for inner in ("a", "b", "c"):
+        store.provider.put(f"drifty:{inner}", "1", ttl=NO_TTL)
+    store.provider.put("drifty:__keys", '["a","a","gone"]', ttl=NO_TTL)
+    log_in(page)
+    page.click("text=Index drift")
+    row = page.locator('[data-testid="index-row"][data-prefix="drifty:"]')
+    row.locator('[data-testid="row-stale"]').wait_for()
+    assert row.get_attribute("data-consistent") == "false"
+    row.get_by_role("link", name="drifty").click()
+    summary = page.locator('[data-testid="drift-summary"]')
+    assert (summary.get_attribute("data-stale"), summary.get_attribute("data-unindexed"),
+            summary.get_attribute("data-duplicates")) == ("1", "2", "1")
+    assert page.locator('[data-testid="drift-unindexed"] li').evaluate_all(
+        "items => items.map(i => i.dataset.key)") == ["drifty:b", "drifty:c"]
+    page.click('[data-testid="repair-rebuild"]')
+    plan = page.locator('[data-testid="repair-plan"]')
+    assert (plan.get_attribute("data-add"), plan.get_attribute("data-remove")) == ("2", "1")
+    page.click('[data-testid="confirm-repair"]')
+    assert page.locator('[data-testid="repair-result"]').is_visible()
+    assert json.loads(store.provider.get("drifty:__keys").value) == ["a", "b", "c"]
+    page.click('[data-testid="check-again"]')
+    assert page.locator('[data-testid="drift-summary"]').get_attribute("data-consistent") == "true"

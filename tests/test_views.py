@@ -24,28 +24,6 @@ def store(request):
         yield backend
 
 
-@pytest.fixture
-def app(store):
-    return make_app(store.provider)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def editor(client):
-    login(client, "ed")
-    return client
-
-
-@pytest.fixture
-def viewer(client):
-    login(client, "vi")
-    return client
-
-
 def text(response) -> str:
     return response.get_data(as_text=True)
 

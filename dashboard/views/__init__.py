@@ -15,13 +15,15 @@ def provider() -> KeyValueProvider:
 def register_blueprints(app: Flask) -> None:
     from .. import formatting
     from ..auth import can_write
-    from . import edits, keys, ops, services
+    from . import edits, index, keys, mget, ops, services
 
     formatting.register(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(services.bp)
     app.register_blueprint(keys.bp)
     app.register_blueprint(edits.bp)
+    app.register_blueprint(mget.bp)
+    app.register_blueprint(index.bp)
 
     @app.context_processor
     def _globals():

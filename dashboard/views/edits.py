@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 from dataclasses import dataclass, field
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -21,6 +22,8 @@ from . import provider
 from .keys import parent_prefix
 
 bp = Blueprint("edits", __name__)
+#: one line per write: who changed which key (the roadmap's audit trail starts here)
+audit = logging.getLogger("dashboard.audit")
 
 
 @dataclass
@@ -197,7 +200,7 @@ def edit_submit():
         store.put(form.key, value, ttl=ttl, expected=form.expected_version)
     except Conflict as conflict:
         return _edit_page(conflict.current, form, 409, conflict=True)
-    current_app.logger.info("edit: %s wrote %r (ttl %s)", _operator(), form.key, ttl.mode)
+    audit.info("edit: %s wrote %r (ttl %s)", _operator(), form.key, ttl.mode)
     flash("Saved.", "success")
     if form.update_index:
         _sync_index(form.key, add=True)
@@ -230,7 +233,7 @@ def new():
     except Conflict:
         form.errors.append("A key with this name already exists; nothing was written.")
         return _new_page(form, prefix, 409, exists=True)
-    current_app.logger.info("create: %s created %r", _operator(), form.key)
+    audit.info("create: %s created %r", _operator(), form.key)
     flash("Created.", "success")
     if form.update_index:
         _sync_index(form.key, add=True)
@@ -255,13 +258,13 @@ def delete():
                                service=service, indexed=indexed)
     expected = request.form.get("expected_version") or None
     try:
-        provider().delete(key, expected=expected)
+        existed = provider().delete(key, expected=expected)
     except Conflict as conflict:
         service, indexed = _service_index_state(key)
         return render_template("edits/delete.html", entry=conflict.current, back_prefix=back,
                                service=service, indexed=indexed, conflict=True), 409
-    current_app.logger.info("delete: %s deleted %r", _operator(), key)
-    flash(f"Deleted {key!r}.", "success")
+    audit.info("delete: %s deleted %r (existed: %s)", _operator(), key, existed)
+    flash(f"Deleted {key!r}." if existed else f"{key!r} was already gone.", "success")
     if request.form.get("update_index") == "on":
         _sync_index(key, add=False)
     return redirect(url_for("keys.browse", prefix=back), 303)

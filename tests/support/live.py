@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,3 +42,14 @@ def chromium() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+def log_in(page, name: str = "ed") -> None:
+    """Log in through the form as one of the test operators (tests/support/webapp.py)."""
+    from tests.support.webapp import OPERATORS
+
+    page.goto("/services")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", OPERATORS[name][0])
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/services$"))

@@ -1,0 +1,121 @@
+"""The ``__keys`` index: drift check per service and safe repair.
+
+The semantics live in ``mesh`` (shared with ``toska-kv check-index``); this module only
+renders them. Checks run per service, lazily, so one slow service never blocks the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+from flask import Blueprint, abort, current_app, flash, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from .. import mesh
+from ..auth import editor_required
+from ..htmx import is_htmx
+from . import provider
+
+bp = Blueprint("index", __name__)
+LIST_PAGE = 200
+#: a finished check stays reusable this long for paging through its lists
+REPORT_TTL_S = 300
+DRIFT_LISTS = ("stale", "unindexed", "duplicates")
+
+
+class _RecentReports:
+    """The last check per service, so paging a 100,000-key drift list does not re-check.
+
+    Per process: with several workers a page may land on one that has not seen the
+    check; it then simply checks again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reports: dict[str, tuple[float, mesh.DriftReport]] = {}
+
+    def get(self, prefix: str, checked_at_ms: int | None) -> mesh.DriftReport | None:
+        with self._lock:
+            found = self._reports.get(prefix)
+        if not found or time.monotonic() - found[0] > REPORT_TTL_S:
+            return None
+        report = found[1]
+        return report if checked_at_ms in (None, report.checked_at_ms) else None
+
+    def put(self, report: mesh.DriftReport) -> None:
+        with self._lock:
+            self._reports[report.service.prefix] = (time.monotonic(), report)
+
+
+def _recent() -> _RecentReports:
+    return current_app.extensions.setdefault("index_reports", _RecentReports())
+
+
+def _service(prefix: str | None) -> mesh.Service:
+    if not prefix:
+        abort(400, description="Which service? Pass ?service=<prefix>, e.g. profiles:")
+    return mesh.service_for_prefix(current_app.config["KV_SETTINGS"], prefix)
+
+
+def _check(service: mesh.Service, *, reuse: bool) -> mesh.DriftReport:
+    checked_at = request.args.get("checked_at", type=int)
+    report = _recent().get(service.prefix, checked_at) if reuse else None
+    if report is None:
+        report = mesh.check_index(provider(), service)
+        _recent().put(report)
+    return report
+
+
+@bp.get("/index")
+@login_required
+def overview():
+    services = mesh.services_with_index(provider(), current_app.config["KV_SETTINGS"])
+    return render_template("index/overview.html", services=services,
+                           capabilities=provider().capabilities())
+
+
+@bp.get("/index/check")
+@login_required
+def check():
+    service = _service(request.args.get("service"))
+    if is_htmx() and request.args.get("view") == "row":
+        report = _check(service, reuse=False)
+        return render_template("index/_row.html", report=report, service=service)
+    report = _check(service, reuse="checked_at" in request.args)
+    offsets = {name: max(request.args.get(f"{name}_from", 0, type=int), 0) for name in DRIFT_LISTS}
+    return render_template(
+        "index/check.html", report=report, service=service, offsets=offsets, page=LIST_PAGE,
+        atomic=mesh.repair_is_atomic(provider()), actions=mesh.ACTIONS,
+    ), 200, {"Vary": "HX-Request"}
+
+
+@bp.route("/index/repair", methods=["GET", "POST"])
+@editor_required
+def repair():
+    service = _service(request.values.get("service"))
+    action = request.values.get("action", "")
+    if action not in mesh.ACTIONS:
+        abort(400, description=f"Unknown repair {action!r}; choose one of {', '.join(mesh.ACTIONS)}.")
+    atomic = mesh.repair_is_atomic(provider())
+    plan = mesh.plan_repair(provider(), service, action)
+    confirmed = request.method == "POST" and request.form.get("confirm") == "yes"
+    changed = confirmed and request.form.get("digest") != plan.digest
+    legacy_unacknowledged = confirmed and not atomic and request.form.get("legacy_ack") != "on"
+    if not confirmed or changed or legacy_unacknowledged or not plan.changes:
+        return render_template(
+            "index/repair_confirm.html", plan=plan, service=service, atomic=atomic,
+            changed=changed, legacy_unacknowledged=legacy_unacknowledged, page=LIST_PAGE,
+        ), 409 if changed else 200
+    result = mesh.apply_repair(provider(), plan, actor=current_user.name)
+    _recent().put(mesh.check_index(provider(), service))
+    flash(f"Repaired {service.index_full_key}: {len(result.added)} added, "
+          f"{len(result.removed)} removed.", "success")
+    backup = None
+    if result.previous_value is not None:
+        backup = "data:application/json;base64," + base64.b64encode(
+            result.previous_value.encode("utf-8")).decode("ascii")
+    return render_template("index/repair_done.html", result=result, service=service,
+                           backup_href=backup, check_url=url_for("index.check",
+                                                                 service=service.prefix))
