@@ -15,11 +15,11 @@ demo: install
 	toska-kv demo
 
 test: install-test
-	$(PYTHON) -m ruff check dashboard tests
+	$(PYTHON) -m ruff check dashboard tests bench scripts/screenshots.py
 	scripts/with-devstore $(PYTHON) -m pytest
 
 test-fast:
 	$(PYTHON) -m pytest -m "not slow and not e2e"
 
 lint:
-	$(PYTHON) -m ruff check dashboard tests
+	$(PYTHON) -m ruff check dashboard tests bench scripts/screenshots.py
