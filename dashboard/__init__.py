@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import ConfigError, Settings, load_settings
 
@@ -107,4 +108,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     if settings.dashboard.path_base:
         app.wsgi_app = PathBase(app.wsgi_app, settings.dashboard.path_base)  # type: ignore[method-assign]
+    if settings.dashboard.forwarded_proxies:
+        # Behind an ingress: HTTPS (secure cookies), host and X-Forwarded-Prefix come from it.
+        hops = settings.dashboard.forwarded_proxies
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
     return app

@@ -104,6 +104,8 @@ class DashboardSettings:
     legacy_list_cap: int = 10000
     mget_batch_size: int = 500
     mget_max_keys: int = 10000
+    #: number of proxies in front (ingress) whose X-Forwarded-* headers are trusted; 0 = none
+    forwarded_proxies: int = 0
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class Settings:
                 "LegacyListCap": db.legacy_list_cap,
                 "MgetBatchSize": db.mget_batch_size,
                 "MgetMaxKeys": db.mget_max_keys,
+                "ForwardedProxies": db.forwarded_proxies,
             },
         }
 
@@ -712,6 +715,7 @@ def load_settings(
         legacy_list_cap=reader.integer((*DB, "LegacyListCap"), 10000, minimum=1),
         mget_batch_size=reader.integer((*DB, "MgetBatchSize"), 500, minimum=1),
         mget_max_keys=reader.integer((*DB, "MgetMaxKeys"), 10000, minimum=1),
+        forwarded_proxies=reader.integer((*DB, "ForwardedProxies"), 0, minimum=0),
     )
     return Settings(
         provider=provider,

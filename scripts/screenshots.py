@@ -22,6 +22,9 @@ SCREENS = {
     "folders": "/browse?prefix=orders:&view=folders",
     "key": "/key?key={key}",
     "edit": "/key/edit?key={key}",
+    "mget": "/mget?keys=profiles:config/theme,orders:nope,{key}",
+    "index": "/index",
+    "index-check": "/index/check?service=profiles:",
 }
 
 

@@ -317,6 +317,11 @@ def test_legacy_store_warns_that_ttl_is_unknown(editor, store):
     page = text(editor.get("/key/edit?key=leg:k"))
     unknown = 'data-testid="ttl-unknown-warning"' in page
     assert unknown == (not store.provider.capabilities().ttl_visible)
+    if unknown:
+        assert 'value="keep"' in page and "disabled" in page  # keep cannot be chosen
+        no_choice = edit(editor, "leg:k", "2", ttl_mode="", raw="on")
+        assert no_choice.status_code == 422 and "Choose what happens to the TTL" in text(no_choice)
+        assert store.provider.get("leg:k").value == "1"
 
 
 def test_store_down_gives_a_clear_page_naming_the_store():

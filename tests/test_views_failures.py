@@ -201,3 +201,18 @@ def test_demo_command_serves_a_seeded_store():
         process.wait(timeout=10)
         process.stdout.close()
 
+
+
+def test_forwarded_headers_are_trusted_only_when_configured(toska):
+    with start_devstore(port=0) as running:
+        headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Prefix": "/ops/kv"}
+        for hops, secure in ((0, False), (1, True)):
+            app = make_app(toska(running.url), dashboard={"ForwardedProxies": hops})
+            client = app.test_client()
+            page = client.get("/login", headers=headers)
+            assert ('action="/ops/kv/login"' in text(page)) is secure
+            token = re.search(r'name="csrf_token" value="([^"]+)"', text(page)).group(1)
+            response = client.post("/login", headers={**headers, "Referer": "https://localhost/"},
+                                   data={"username": "ed", "password": "ed-pass",
+                                         "csrf_token": token})
+            assert ("Secure" in response.headers.get("Set-Cookie", "")) is secure

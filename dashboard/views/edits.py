@@ -73,7 +73,8 @@ class WriteForm:
             except ValueError as error:
                 self.errors.append(str(error))
                 return None
-        self.errors.append(f"Unknown TTL choice {self.ttl_mode!r}.")
+        self.errors.append("Choose what happens to the TTL: keep it, set one, or no expiry."
+                           if not self.ttl_mode else f"Unknown TTL choice {self.ttl_mode!r}.")
         return None
 
     def value_to_store(self) -> str | None:
