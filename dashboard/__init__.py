@@ -6,15 +6,18 @@ import logging
 import secrets
 import sys
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
-from flask import Flask, request
+from flask import Flask, Request, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import ConfigError, Settings, load_settings
+from .formatting import has_surrogates
 
 
 def _assets_root() -> Path:
@@ -29,6 +32,34 @@ ROOT = _assets_root()
 WEAK_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development", "default"}
 
 csrf = CSRFProtect()
+
+
+class _Request(Request):
+    """Query strings decode ``%FF`` back to the surrogate-escaped key it came from."""
+
+    @cached_property
+    def args(self):  # type: ignore[override]
+        pairs = parse_qsl(self.query_string.decode("latin-1"), keep_blank_values=True,
+                          encoding="utf-8", errors="surrogateescape")
+        return self.parameter_storage_class(pairs)
+
+
+class _Flask(Flask):
+    """Links to non-UTF-8 keys carry their raw bytes; pages show them with U+FFFD."""
+
+    request_class = _Request
+
+    def url_for(self, endpoint: str, /, **values: Any) -> str:
+        for name, value in values.items():
+            if isinstance(value, str) and has_surrogates(value):
+                values[name] = value.encode("utf-8", "surrogateescape")
+        return super().url_for(endpoint, **values)
+
+
+def _display(value: Any) -> Any:
+    if isinstance(value, str) and has_surrogates(value):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -82,8 +113,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     provider = config.pop("KV_PROVIDER", None)
 
-    app = Flask(__name__, template_folder=str(ROOT / "templates"),
-                static_folder=str(ROOT / "static"))
+    app = _Flask(__name__, template_folder=str(ROOT / "templates"),
+                 static_folder=str(ROOT / "static"))
+    app.jinja_env.finalize = _display
+    app.jinja_env.tests["utf8"] = lambda text: not has_surrogates(text)
     app.session_interface = _SessionInterface()
     app.config.update(
         SECRET_KEY=_secret_key(settings),

@@ -13,6 +13,15 @@ _TTL_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 MAX_TTL_MS = 10 * 365 * 86_400_000
 
 
+def has_surrogates(text: str) -> bool:
+    """Keys that are not UTF-8 (Redis allows any bytes) arrive surrogate-escaped."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_ttl(text: str) -> int:
     """``90s``, ``15m``, ``2h``, ``1d`` or plain milliseconds -> milliseconds (> 0)."""
     match = _TTL_RE.match(text or "")

@@ -129,6 +129,13 @@ def test_redis_collections_are_shown_read_only():
         assert edit.status_code == 302  # back to the read-only page
         rows = text(client.get("/browse?prefix=svc:"))
         assert "[list (2 items)]" in rows
+        raw.set(b"svc:bin\xffkey", b"raw\xfe")  # other software may write any bytes
+        rows = text(client.get("/browse?prefix=svc:"))
+        assert 'href="/key?key=svc:bin%FFkey"' in rows and "svc:bin\ufffdkey" in rows
+        binary = text(client.get("/key?key=svc:bin%FFkey"))
+        assert 'data-testid="binary-key"' in binary and 'data-testid="edit"' not in binary
+        assert client.get("/key/edit?key=svc:bin%FFkey").status_code == 400
+        assert raw.get(b"svc:bin\xffkey") == b"raw\xfe"
         raw.close()
         provider.close()
 

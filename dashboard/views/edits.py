@@ -11,11 +11,11 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from .. import mesh
 from ..auth import editor_required
-from ..formatting import parse_ttl, pretty_json
+from ..formatting import has_surrogates, parse_ttl, pretty_json
 from ..providers.base import KEEP_TTL, NO_TTL, Entry, TtlChange
 from ..providers.errors import Conflict, NotFound, ProviderError
 from . import provider
@@ -150,10 +150,17 @@ def _edit_page(entry: Entry | None, form: WriteForm, status: int = 200, **extra)
     ), status
 
 
+def _require_text_key(key: str) -> None:
+    """A form cannot carry a non-UTF-8 key back: such keys are read-only here."""
+    if has_surrogates(key):
+        abort(400, description="This key is not valid UTF-8; the dashboard shows it read-only.")
+
+
 @bp.get("/key/edit")
 @editor_required
 def edit_form():
     key = request.args.get("key", "")
+    _require_text_key(key)
     entry = provider().get(key)
     if not entry.editable:
         flash(f"{entry.type} values are shown read-only.", "error")
@@ -251,6 +258,7 @@ def _new_page(form: WriteForm, prefix: str, status: int = 200, **extra):
 @editor_required
 def delete():
     key = request.values.get("key", "")
+    _require_text_key(key)
     back = request.values.get("back_prefix") or parent_prefix(key)
     if request.method == "GET" or request.form.get("confirm") != "yes":
         entry = provider().get(key)
