@@ -79,6 +79,11 @@ def service_for_key(settings, key: str) -> Service | None:
 
 def parse_index(entry: Entry) -> list[str]:
     """The index's entries in stored order (duplicates kept); raises ``MalformedIndex`` if malformed."""
+    if entry.type != "string" or entry.value is None:
+        raise MalformedIndex(
+            f"index {entry.key!r} is a Redis {entry.type}, not a JSON array stored as a string",
+            key=entry.key,
+        )
     try:
         data = json.loads(entry.value or "")
     except json.JSONDecodeError as error:
@@ -99,21 +104,22 @@ def serialise_index(keys: Iterable[str]) -> str:
     return json.dumps(list(keys), ensure_ascii=False, separators=(",", ":"))
 
 
-def read_index(provider: KeyValueProvider, service: Service) -> tuple[list[str], Entry] | None:
-    """The parsed index and the entry it came from, or None when the service has none."""
+def read_index_entry(provider: KeyValueProvider, service: Service) -> Entry | None:
+    """The stored index entry, unparsed, or None when the service has none."""
     try:
-        entry = provider.get(service.index_full_key)
+        return provider.get(service.index_full_key)
     except NotFound:
         return None
-    return parse_index(entry), entry
+
+
+def read_index(provider: KeyValueProvider, service: Service) -> tuple[list[str], Entry] | None:
+    """The parsed index and the entry it came from, or None when the service has none."""
+    entry = read_index_entry(provider, service)
+    return None if entry is None else (parse_index(entry), entry)
 
 
 def has_index(provider: KeyValueProvider, service: Service) -> bool:
-    try:
-        provider.get(service.index_full_key)
-    except NotFound:
-        return False
-    return True
+    return read_index_entry(provider, service) is not None
 
 
 def update_index(
@@ -264,23 +270,6 @@ class DriftReport:
         }
 
 
-def _read_entry(provider: KeyValueProvider, service: Service) -> Entry | None:
-    try:
-        return provider.get(service.index_full_key)
-    except NotFound:
-        return None
-
-
-def _parse_entry(entry: Entry) -> list[str]:
-    """``parse_index`` that also names a non-string Redis type as the problem."""
-    if entry.type != "string" or entry.value is None:
-        raise MalformedIndex(
-            f"index {entry.key!r} is a Redis {entry.type}, not a JSON array stored as a string",
-            key=entry.key,
-        )
-    return parse_index(entry)
-
-
 def check_index(
     provider: KeyValueProvider, service: Service, *,
     on_progress: Callable[[int], None] | None = None,
@@ -294,12 +283,12 @@ def check_index(
     started = time.monotonic()
     checked_at = now_ms()
     prefix, own = service.prefix, service.index_key
-    entry = _read_entry(provider, service)
+    entry = read_index_entry(provider, service)
     malformed: str | None = None
     entries: list[str] = []
     if entry is not None:
         try:
-            entries = _parse_entry(entry)
+            entries = parse_index(entry)
         except MalformedIndex as error:
             malformed = error.message
     listing = provider.capabilities().listing
@@ -551,13 +540,13 @@ def apply_repair(
     key = service.index_full_key
     base = list(plan.report.index_entries)
     if not plan.changes:
-        entry = _read_entry(provider, service)
+        entry = read_index_entry(provider, service)
         value = entry.value if entry is not None else None
         _audit(actor, plan, 0, [], [])
         return RepairResult(plan, value, value if value is not None else serialise_index(base),
                             0, [], [])
     for attempt in range(1, max(attempts, 1) + 1):
-        entry = _read_entry(provider, service)
+        entry = read_index_entry(provider, service)
         if entry is None:
             if plan.report.index_exists:
                 raise Conflict(f"the index {key!r} was deleted since it was checked; check again",
@@ -568,7 +557,7 @@ def apply_repair(
             parsed = True
         else:
             try:
-                fresh, parsed = _parse_entry(entry), True
+                fresh, parsed = parse_index(entry), True
             except MalformedIndex as error:
                 if plan.action != "rebuild":
                     raise RepairRefused(f"the index {key!r} is malformed now, only a rebuild "
