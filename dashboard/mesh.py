@@ -164,30 +164,36 @@ def service_for_prefix(settings, prefix: str) -> Service:
     return Service(prefix[: -len(SEPARATOR)], prefix, default_index)
 
 
-def services_with_index(provider: KeyValueProvider, settings) -> list[Service]:
-    """Services whose index exists (or that are configured with their own KeyIndexKey).
+def known_services(provider: KeyValueProvider, settings) -> tuple[list[Service], bool]:
+    """Configured services first (in configuration order), then discovered prefixes.
 
-    Candidates are the configured services, the mesh's own ToskaStore KeyPrefix and the
-    top-level prefixes found in the store; one bulk read tells which indexes exist.
-    Configured services come first, in configuration order, then the others by prefix.
+    Discovery takes the distinct first ``:`` segments of the store's keys (on a range
+    server by skipping from one to the next) and the mesh's own ToskaStore KeyPrefix.
+    Returns the services and whether discovery saw every prefix.
     """
     default_index = settings.toskastore.key_index_key or DEFAULT_INDEX_KEY
+    services: dict[str, Service] = {s.prefix: s for s in configured_services(settings)}
+    discovered = provider.list_segments("", sep=SEPARATOR, limit=1000)
+    prefixes = set(discovered.folders)
+    if settings.toskastore.key_prefix:
+        prefixes.add(normalise_prefix(settings.toskastore.key_prefix))
+    for prefix in sorted(prefixes):
+        services.setdefault(prefix, Service(prefix[: -len(SEPARATOR)], prefix, default_index))
+    return list(services.values()), discovered.complete
+
+
+def services_with_index(provider: KeyValueProvider, settings) -> list[Service]:
+    """Known services whose index exists (or that are configured with their own KeyIndexKey).
+
+    One bulk read tells which indexes exist.
+    """
     explicit = {
         normalise_prefix(s.key_prefix) for s in settings.dashboard.services if s.key_index_key
     }
-    candidates: dict[str, Service] = {s.prefix: s for s in configured_services(settings)}
-    discovered: dict[str, Service] = {}
-    own = settings.toskastore.key_prefix
-    if own:
-        own = normalise_prefix(own)
-        discovered[own] = Service(own[: -len(SEPARATOR)], own, default_index)
-    for folder in provider.list_segments("", sep=SEPARATOR, limit=1000).folders:
-        discovered.setdefault(folder, Service(folder[: -len(SEPARATOR)], folder, default_index))
-    for prefix in sorted(discovered):
-        candidates.setdefault(prefix, discovered[prefix])
-    found = provider.mget([s.index_full_key for s in candidates.values()]) if candidates else {}
+    candidates, _ = known_services(provider, settings)
+    found = provider.mget([s.index_full_key for s in candidates]) if candidates else {}
     return [
-        s for s in candidates.values()
+        s for s in candidates
         if found.get(s.index_full_key) is not None or s.prefix in explicit
     ]
 

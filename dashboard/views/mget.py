@@ -96,10 +96,8 @@ def parse_keys(text: str, service: str = "") -> ParsedKeys:
 
 def service_choices(selected: str = "") -> list[tuple[str, str]]:
     """(prefix, label) for the service selector: configured services and discovered ones."""
-    settings = current_app.config["KV_SETTINGS"]
-    choices = {s.prefix: s.name for s in mesh.configured_services(settings)}
-    for folder in provider().list_segments("", limit=500).folders:
-        choices.setdefault(folder, folder[:-1])
+    services, _ = mesh.known_services(provider(), current_app.config["KV_SETTINGS"])
+    choices = {s.prefix: s.name for s in services}
     if selected:
         choices.setdefault(selected, selected)
     return sorted(choices.items())

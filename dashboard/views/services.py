@@ -21,14 +21,8 @@ def root():
 @bp.get("/services")
 @login_required
 def index():
-    settings = current_app.config["KV_SETTINGS"]
-    services = {s.prefix: s for s in mesh.configured_services(settings)}
-    listing = provider().list_segments("", limit=500)
-    default_index = settings.toskastore.key_index_key or mesh.DEFAULT_INDEX_KEY
-    for folder in listing.folders:
-        services.setdefault(folder, mesh.Service(folder[:-1], folder, default_index))
-    rows = sorted(services.values(), key=lambda s: s.prefix)
-    return render_template("services/index.html", services=rows, listing=listing,
+    services, complete = mesh.known_services(provider(), current_app.config["KV_SETTINGS"])
+    return render_template("services/index.html", services=services, complete=complete,
                            capabilities=provider().capabilities())
 
 
