@@ -80,6 +80,9 @@ def page(browser, base_url, request, tmp_path):
     context = browser.new_context(base_url=base_url, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(10_000)
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text)
+            if "Content Security Policy" in message.text else None)
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
@@ -87,6 +90,7 @@ def page(browser, base_url, request, tmp_path):
         (tmp_path / "failure.html").write_text(page.content())
         print(f"screenshot of the failing screen: {tmp_path / 'failure.png'}")
     context.close()
+    assert not refused, f"the page broke its Content-Security-Policy: {refused}"
 
 
 # --- the CLI reads the environment: tests start from none of the mesh's settings -------

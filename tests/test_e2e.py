@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from dashboard.providers.base import NO_TTL
 from tests.support.backends import start_backend
@@ -44,8 +45,7 @@ def test_login_open_service_and_page_through_keys(page):
     assert rows.count() == 100
     for expected in (200, 263):  # 260 items, alice, the session and the __keys index
         page.click('[data-testid="next-page"]')
-        page.wait_for_function(
-            f"document.querySelectorAll('[data-testid=\"key-row\"]').length >= {expected}")
+        expect(rows).to_have_count(expected)
     keys = [rows.nth(i).get_attribute("data-key") for i in range(rows.count())]
     assert len(keys) == len(set(keys)) == 263
     assert page.locator('[data-testid="next-page"]').count() == 0
@@ -55,8 +55,7 @@ def test_filter_box_narrows_the_list(page):
     log_in(page)
     page.goto("/browse?prefix=shop:")
     page.fill('[data-testid="filter"]', "shop:prof")
-    page.wait_for_function(
-        "document.querySelectorAll('[data-testid=\"key-row\"]').length === 1")
+    expect(page.locator('[data-testid="key-row"]')).to_have_count(1)
     assert page.locator('[data-testid="key-row"]').get_attribute("data-key") == "shop:profile:alice"
     assert "prefix=shop%3Aprof" in page.url or "prefix=shop:prof" in page.url
 

@@ -223,3 +223,11 @@ def test_forwarded_headers_are_trusted_only_when_configured(toska):
                                    data={"username": "ed", "password": "ed-pass",
                                          "csrf_token": token})
             assert ("Secure" in response.headers.get("Set-Cookie", "")) is secure
+
+
+def test_pages_carry_a_strict_content_security_policy(toska):
+    with start_devstore(port=0) as running:
+        client = make_app(toska(running.url)).test_client()
+        policy = client.get("/login").headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+        assert client.get("/login").headers["X-Frame-Options"] == "DENY"
