@@ -1,5 +1,13 @@
 """WSGI entry point for gunicorn: ``gunicorn dashboard.wsgi:app``."""
 
-from . import create_app
+import sys
 
-app = create_app()
+from . import create_app
+from .config import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as error:
+    # One clear line in the pod's log instead of a traceback; the worker does not boot.
+    print(f"toska-kv: {error}", file=sys.stderr, flush=True)
+    sys.exit(2)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from werkzeug.security import check_password_hash
@@ -117,3 +120,14 @@ def test_devstore_options_parse():
 def test_help_exits_zero(capsys):
     assert main(["--help"]) == 0
     assert "hash-password" in capsys.readouterr().out
+
+
+def test_wsgi_entry_point_stops_with_one_line_on_a_bad_setting():
+    env = {k: v for k, v in os.environ.items()
+           if not k.lower().startswith(("mesh__", "dashboard__", "dashboard_appsettings"))}
+    env["Mesh__KeyValue__ToskaStore__BaseUrl"] = "not a url"
+    done = subprocess.run([sys.executable, "-c", "import dashboard.wsgi"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "Mesh__KeyValue__ToskaStore__BaseUrl" in done.stderr and "Traceback" not in done.stderr
