@@ -96,6 +96,19 @@ def pretty_json(value: str | None) -> str | None:
         return None
 
 
+def compact_json_of(data) -> str:
+    """The runtime's serialisation: compact, non-ASCII kept as is."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def compact_json(value: str | None) -> str | None:
+    """The value re-serialised compactly when it is JSON, else None."""
+    try:
+        return compact_json_of(json.loads(value or ""))
+    except (json.JSONDecodeError, RecursionError):
+        return None
+
+
 def pretty_content(content) -> str:
     """A Redis collection's contents as indented JSON (HTML-escaped later by Jinja)."""
     return json.dumps(content, indent=2, ensure_ascii=False, default=str)

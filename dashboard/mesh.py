@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from .formatting import compact_json_of
 from .providers.base import NO_TTL, Entry, KeyValueProvider, now_ms
 from .providers.errors import Conflict, NotFound, ProviderError
 
@@ -101,7 +102,7 @@ def parse_index(entry: Entry) -> list[str]:
 
 def serialise_index(keys: Iterable[str]) -> str:
     """The runtime's format: a compact JSON array of strings."""
-    return json.dumps(list(keys), ensure_ascii=False, separators=(",", ":"))
+    return compact_json_of(list(keys))
 
 
 def read_index_entry(provider: KeyValueProvider, service: Service) -> Entry | None:

@@ -15,7 +15,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from .. import mesh
 from ..auth import editor_required
-from ..formatting import has_surrogates, parse_ttl, pretty_json
+from ..formatting import compact_json, compact_json_of, has_surrogates, parse_ttl, pretty_json
 from ..providers.base import KEEP_TTL, NO_TTL, Entry, TtlChange
 from ..providers.errors import Conflict, NotFound, ProviderError
 from . import provider
@@ -92,7 +92,7 @@ class WriteForm:
             )
             return None
         if self.compact:
-            return json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
+            return compact_json_of(parsed)
         return self.value
 
 
@@ -142,8 +142,9 @@ def _sync_index(key: str, *, add: bool) -> None:
         flash(f"{inner!r} {verb} the index {service.index_full_key!r}.", "info")
 
 
-def _edit_page(entry: Entry | None, form: WriteForm, status: int = 200, **extra):
-    service, indexed = _service_index_state(form.key)
+def _edit_page(entry: Entry | None, form: WriteForm, status: int = 200, *,
+               index_state: tuple[mesh.Service | None, bool] | None = None, **extra):
+    service, indexed = index_state or _service_index_state(form.key)
     return render_template(
         "edits/edit.html", entry=entry, form=form, service=service, indexed=indexed,
         capabilities=provider().capabilities(), prefix=parent_prefix(form.key), **extra,
@@ -170,17 +171,11 @@ def edit_form():
         key=key, value=pretty if pretty is not None else entry.value or "",
         ttl_mode="keep" if entry.ttl_known else "", expected_version=entry.token,
         raw=pretty is None,
-        compact=pretty is not None and entry.value == pretty_json_compact(entry.value),
+        compact=pretty is not None and entry.value == compact_json(entry.value),
     )
-    form.update_index = _service_index_state(key)[1]
-    return _edit_page(entry, form)
-
-
-def pretty_json_compact(value: str | None) -> str | None:
-    try:
-        return json.dumps(json.loads(value or ""), ensure_ascii=False, separators=(",", ":"))
-    except json.JSONDecodeError:
-        return None
+    index_state = _service_index_state(key)
+    form.update_index = index_state[1]
+    return _edit_page(entry, form, index_state=index_state)
 
 
 @bp.post("/key/edit")
@@ -227,8 +222,9 @@ def new():
     prefix = request.values.get("prefix", "")
     if request.method == "GET":
         form = WriteForm(key=prefix, value="{}", ttl_mode="none")
-        form.update_index = _service_index_state(prefix)[1]
-        return _new_page(form, prefix)
+        index_state = _service_index_state(prefix)
+        form.update_index = index_state[1]
+        return _new_page(form, prefix, index_state=index_state)
     form = WriteForm.from_request()
     if not form.key or form.key.endswith(mesh.SEPARATOR):
         form.errors.append("Give the key a name after its prefix.")
@@ -248,8 +244,9 @@ def new():
     return redirect(url_for("keys.detail", key=form.key), 303)
 
 
-def _new_page(form: WriteForm, prefix: str, status: int = 200, **extra):
-    service, indexed = _service_index_state(form.key or prefix)
+def _new_page(form: WriteForm, prefix: str, status: int = 200, *,
+              index_state: tuple[mesh.Service | None, bool] | None = None, **extra):
+    service, indexed = index_state or _service_index_state(form.key or prefix)
     return render_template("edits/new.html", form=form, prefix=prefix, service=service,
                            indexed=indexed, **extra), status
 
