@@ -109,7 +109,6 @@ def repair():
             changed=changed, legacy_unacknowledged=legacy_unacknowledged, page=LIST_PAGE,
         ), 409 if changed else 200
     result = mesh.apply_repair(provider(), plan, actor=current_user.name)
-    _recent().put(mesh.check_index(provider(), service))
     flash(f"Repaired {service.index_full_key}: {len(result.added)} added, "
           f"{len(result.removed)} removed.", "success")
     backup = None
