@@ -6,6 +6,7 @@ import logging
 import secrets
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         config.pop("KV_APPSETTINGS", None), overrides=config.pop("KV_OVERRIDES", None)
     )
     provider = config.pop("KV_PROVIDER", None)
+    if getattr(provider, "kind", None) in ("redis", "toskastore"):
+        # the mesh runtime's rules (which keeps an index) follow the store in use
+        settings = replace(settings, provider=provider.kind)
 
     app = _Flask(__name__, template_folder=str(ROOT / "templates"),
                  static_folder=str(ROOT / "static"))

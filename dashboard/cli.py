@@ -56,7 +56,11 @@ def _configure_devstore(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-token", help="a token that may only read")
     parser.add_argument("--write-token", help="a token that may read and write")
     parser.add_argument(
-        "--legacy", action="store_true", help="behave like a legacy (pre-0.9.1) ToskaStore"
+        "--release", choices=["main", "0.9.1", "0.8"], default=None,
+        help="the upstream ToskaStore release to imitate (main)",
+    )
+    parser.add_argument(
+        "--legacy", action="store_true", help="the same as --release 0.8 (the oldest deployed release)"
     )
     parser.add_argument(
         "--no-key-listing", action="store_true",
@@ -68,11 +72,18 @@ def _configure_devstore(parser: argparse.ArgumentParser) -> None:
 def _run_devstore(args: argparse.Namespace) -> int:
     from .devstore import serve
 
-    serve(
-        host=args.host, port=args.port, token=args.token, read_token=args.read_token,
-        write_token=args.write_token, legacy=args.legacy, no_key_listing=args.no_key_listing,
-        verbose=args.verbose,
-    )
+    if args.legacy and args.release not in (None, "0.8"):
+        print(f"--legacy means --release 0.8, not {args.release}", file=sys.stderr)
+        return 2
+    try:
+        serve(
+            host=args.host, port=args.port, token=args.token, read_token=args.read_token,
+            write_token=args.write_token, release="0.8" if args.legacy else (args.release or "main"),
+            no_key_listing=args.no_key_listing, verbose=args.verbose,
+        )
+    except ValueError as exc:  # e.g. scoped tokens on a release that has none
+        print(f"devstore: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -266,6 +277,11 @@ def _configure_check_index(parser: argparse.ArgumentParser) -> None:
         help="check every service that has an index (the default)",
     )
     parser.add_argument("--json", action="store_true", help='print {"services": [...]} as JSON')
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="duplicate index entries count as drift too (by default they are reported as "
+        "harmless: the runtime de-duplicates the index and its next write drops them)",
+    )
 
 
 def _cell(value: object) -> str:
@@ -318,8 +334,11 @@ def _print_reports(reports: list) -> None:
         for detail in details:
             print(f"{r.service.prefix} {detail}")
     drifted = sum(not r.consistent for r in reports)
+    doubled = sum(bool(r.duplicates) for r in reports)
+    harmless = (f"; {doubled} with duplicate entries (harmless: the runtime's next write "
+                "removes them)") if doubled else ""
     print(f"{len(reports)} service(s) checked, {drifted} with drift"
-          + ("" if drifted else ": every index is consistent"))
+          + ("" if drifted or doubled else ": every index is consistent") + harmless)
 
 
 def _run_check_index(args: argparse.Namespace) -> int:
@@ -335,7 +354,14 @@ def _run_check_index(args: argparse.Namespace) -> int:
                 "this store cannot list keys, so services with an index cannot be found: "
                 "configure Dashboard:Services or pass --service"
             )
-        reports = [mesh.check_index(provider, service) for service in services]
+        reports = []
+        for service in services:
+            try:
+                reports.append(mesh.check_index(provider, service))
+            except (mesh.NoSuchService, mesh.NoIndex):
+                if args.service:
+                    raise  # asked for by name: a typo or a service without an index
+                # listed a moment ago, its index is gone now: nothing left to compare
     finally:
         provider.close()
     if args.json:
@@ -345,7 +371,8 @@ def _run_check_index(args: argparse.Namespace) -> int:
         print("no service with a key index found")
     else:
         _print_reports(reports)
-    return 0 if all(r.consistent for r in reports) else EXIT_DRIFT
+    fine = (lambda r: r.strictly_consistent) if args.strict else (lambda r: r.consistent)
+    return 0 if all(fine(r) for r in reports) else EXIT_DRIFT
 
 
 # --------------------------------------------------------------------------- repair-index

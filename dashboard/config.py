@@ -8,6 +8,13 @@ at every level, ``Mesh__KeyValue__Provider`` in the environment is the JSON path
 
 Every invalid setting raises ``ConfigError`` with one line that names the setting in its
 env-var spelling, where it came from, and the value with secrets masked.
+
+The settings the ToskaMesh runtime reads itself (``Mesh:KeyValue:*``, ``Mesh:Service:ServiceName``)
+are read the way the runtime reads them (``RedisKeyValueStore.cs``,
+``ToskaStoreKeyValueStore.cs``, ``MeshServiceOptions.cs``): strings verbatim, "not set" meaning
+null or .NET-whitespace, the provider parsed like ``Enum.TryParse(value, ignoreCase: true)``,
+and ``Mesh:KeyValue:Redis:Database`` appended only when the connection string names no
+``defaultDatabase``.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import ipaddress
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -76,8 +84,11 @@ class ServiceSettings:
 
     name: str
     key_prefix: str
-    #: the service's ``__keys`` index key (without prefix); None: not configured
+    #: the service's ``__keys`` index key (without prefix), verbatim as configured;
+    #: None: unset or whitespace, i.e. inherit ``Mesh:KeyValue:ToskaStore:KeyIndexKey``
     key_index_key: str | None = None
+    #: ``Dashboard:Services:N:EnableKeyIndex``; None: not said
+    enable_key_index: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -120,12 +131,37 @@ class Settings:
     config_path: str | None = None
     #: notes for the operator that are not errors (e.g. an unknown provider name)
     warnings: tuple[str, ...] = ()
+    #: ``Mesh:Service:ServiceName`` as configured (verbatim), None when unset or whitespace.
+    #: The runtime's class default "mesh-service" is deliberately NOT applied: the dashboard
+    #: is not itself a mesh service, so only an explicitly configured ServiceName counts.
+    service_name: str | None = None
+
+    @property
+    def own_service_prefix(self) -> str | None:
+        """The active provider's service prefix, built as the runtime's ``BuildPrefix`` does:
+        that provider's ``KeyPrefix`` unless null/whitespace, else ``Mesh:Service:ServiceName``,
+        with ``:`` appended unless it already ends with one; None when neither is set."""
+        if self.provider == "toskastore":
+            return service_prefix(self.toskastore.key_prefix, self.service_name)
+        return service_prefix(self.redis.key_prefix, self.service_name)
+
+    @property
+    def own_index_key(self) -> str | None:
+        """The full key of the ``__keys`` index the ToskaStore runtime keeps (when its
+        ``EnableKeyIndex`` is true) for the configured service:
+        ``<own_service_prefix><KeyIndexKey>``. None on Redis (that runtime keeps no index)
+        or when no service prefix is configured."""
+        prefix = self.own_service_prefix
+        if self.provider != "toskastore" or prefix is None:
+            return None
+        return prefix + self.toskastore.key_index_key
 
     def masked(self) -> dict[str, Any]:
         """The settings in appsettings.json shape for display, every secret masked."""
         ts, rd, db = self.toskastore, self.redis, self.dashboard
         return {
             "Mesh": {
+                "Service": {"ServiceName": self.service_name},
                 "KeyValue": {
                     "Provider": "ToskaStore" if self.provider == "toskastore" else "Redis",
                     "ToskaStore": {
@@ -154,7 +190,12 @@ class Settings:
                 ],
                 "UsersFile": db.users_file,
                 "Services": [
-                    {"Name": s.name, "KeyPrefix": s.key_prefix, "KeyIndexKey": s.key_index_key}
+                    {
+                        "Name": s.name,
+                        "KeyPrefix": s.key_prefix,
+                        "KeyIndexKey": s.key_index_key,
+                        "EnableKeyIndex": s.enable_key_index,
+                    }
                     for s in db.services
                 ],
                 "ReadOnly": db.read_only,
@@ -216,6 +257,109 @@ def _display(path: Path, value: Any) -> str:
 def env_name(path: Path) -> str:
     """``("Mesh","KeyValue","Provider")`` → ``Mesh__KeyValue__Provider``."""
     return "__".join(path)
+
+
+# --------------------------------------------------------------------------- .NET semantics
+
+
+def is_dotnet_whitespace(ch: str) -> bool:
+    """``char.IsWhiteSpace``: the Unicode White_Space characters (U+0009-U+000D, U+0085 and
+    the Zs/Zl/Zp categories). Unlike ``str.isspace`` it excludes U+001C-U+001F."""
+    return ch in "\t\n\v\f\r\x85" or unicodedata.category(ch) in ("Zs", "Zl", "Zp")
+
+
+def is_null_or_whitespace(value: str | None) -> bool:
+    """``string.IsNullOrWhiteSpace``."""
+    return value is None or all(is_dotnet_whitespace(ch) for ch in value)
+
+
+def _dotnet_trim(text: str, *, end: bool = True) -> str:
+    """``ReadOnlySpan<char>.Trim()`` (or ``TrimStart()`` with ``end=False``)."""
+    start, stop = 0, len(text)
+    while start < stop and is_dotnet_whitespace(text[start]):
+        start += 1
+    while end and stop > start and is_dotnet_whitespace(text[stop - 1]):
+        stop -= 1
+    return text[start:stop]
+
+
+def service_prefix(key_prefix: str | None, service_name: str | None) -> str | None:
+    """The runtime's ``BuildPrefix``: ``key_prefix`` unless null/whitespace, else
+    ``service_name``; ``:`` appended unless it already ends with one (both used verbatim).
+    None when neither is set (where the runtime would use its "mesh-service" default)."""
+    prefix = service_name if is_null_or_whitespace(key_prefix) else key_prefix
+    if prefix is None or is_null_or_whitespace(prefix):
+        return None
+    return prefix if prefix.endswith(":") else prefix + ":"
+
+
+#: ``enum MeshKeyValueProvider { Redis, ToskaStore }``: declared names and values
+PROVIDER_MEMBERS: dict[str, int] = {"Redis": 0, "ToskaStore": 1}
+_PROVIDER_IDS: dict[int, Literal["redis", "toskastore"]] = {0: "redis", 1: "toskastore"}
+#: what Number.TryParseBinaryIntegerStyle accepts with AllowLeadingSign | AllowTrailingWhite
+#: (invariant culture) after the leading whitespace is gone; trailing NULs are tolerated
+_DOTNET_INTEGER = re.compile(r"([+-]?[0-9]+)[\t\n\v\f\r ]*\x00*")
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+def dotnet_enum_try_parse(value: str | None, members: Mapping[str, int]) -> int | None:
+    """``Enum.TryParse<TEnum>(value, ignoreCase: true, out result)`` for an ``int``-backed
+    enum (.NET 8 ``Enum.TryParseByValueOrName``): the parsed value, None when it fails.
+
+    Leading whitespace is skipped. A value starting with an ASCII digit, ``+`` or ``-`` is
+    first read as an Int32 (sign, digits, trailing ASCII whitespace); any in-range number
+    succeeds even when no member has it; out of range fails outright; otherwise it falls
+    back to names. Names: split on ``,``, each piece trimmed and matched case-insensitively
+    (ordinal; only ASCII letters fold here) against the declared names, their values
+    OR-ed; an empty piece, a trailing comma, a number inside a list or an unknown name
+    fails.
+    """
+    if value is None:
+        return None
+    text = _dotnet_trim(value, end=False)
+    if not text:
+        return None
+    if text[0] in "0123456789+-":
+        number = _DOTNET_INTEGER.fullmatch(text)
+        if number is not None:
+            parsed = int(number.group(1))
+            return parsed if _INT32_MIN <= parsed <= _INT32_MAX else None
+    result = 0
+    rest = text
+    while rest:
+        comma = rest.find(",")
+        if comma < 0:
+            piece, rest = rest, ""
+        elif comma != len(rest) - 1:
+            piece, rest = rest[:comma], rest[comma + 1 :]
+        else:
+            return None  # a trailing separator
+        piece = _dotnet_trim(piece)
+        for name, member in members.items():
+            if _ascii_casefold(piece) == _ascii_casefold(name):
+                result |= member
+                break
+        else:
+            return None
+    return result
+
+
+def _ascii_casefold(text: str) -> str:
+    return "".join(ch.lower() if ch.isascii() else ch for ch in text)
+
+
+def parse_provider(value: str | None) -> tuple[Literal["redis", "toskastore"], str | None]:
+    """``Mesh:KeyValue:Provider`` as the runtime's ``GetProvider`` reads it: the provider and,
+    when the value is set but names no provider (so the runtime falls back to Redis), why.
+    Unset, empty or whitespace is Redis without a problem."""
+    if is_null_or_whitespace(value):
+        return "redis", None
+    parsed = dotnet_enum_try_parse(value, PROVIDER_MEMBERS)
+    if parsed is None:
+        return "redis", "is not Redis, ToskaStore, 0 or 1"
+    if parsed not in _PROVIDER_IDS:
+        return "redis", f"is the number {parsed}, which is no provider (0 = Redis, 1 = ToskaStore)"
+    return _PROVIDER_IDS[parsed], None
 
 
 # --------------------------------------------------------------------------- raw layers
@@ -378,22 +522,42 @@ class _Reader:
         text = str(value)
         return default if text.strip() == "" else text
 
-    def boolean(self, path: Path, default: bool) -> bool:
+    def runtime_string(self, path: Path) -> str | None:
+        """A string the mesh runtime reads itself (KeyPrefix, KeyIndexKey, ServiceName):
+        verbatim, never stripped, as .NET configuration keeps it; None when unset or
+        null/whitespace (``string.IsNullOrWhiteSpace``). JSON true/false read as .NET does
+        (``True``/``False``)."""
         value = self.value(path)
         if value is None:
-            return default
+            return None
+        if isinstance(value, (dict, list)):
+            raise self.fail(path, value, "must be a string")
+        if isinstance(value, bool):
+            value = "True" if value else "False"
+        text = str(value)
+        return None if is_null_or_whitespace(text) else text
+
+    def optional_boolean(self, path: Path) -> bool | None:
+        """A boolean, or None when unset or empty."""
+        value = self.value(path)
+        if value is None:
+            return None
         if isinstance(value, bool):
             return value
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
         text = str(value).strip().lower()
         if text == "":
-            return default
+            return None
         if text in ("true", "1", "yes"):
             return True
         if text in ("false", "0", "no"):
             return False
         raise self.fail(path, value, "is not a boolean (use true/false, 1/0 or yes/no)")
+
+    def boolean(self, path: Path, default: bool) -> bool:
+        parsed = self.optional_boolean(path)
+        return default if parsed is None else parsed
 
     def integer(self, path: Path, default: int, *, minimum: int | None = None) -> int:
         value = self.value(path)
@@ -574,6 +738,21 @@ def _parse_redis_url(text: str, original: str, bad: Any) -> RedisSettings:
     )
 
 
+def connection_string_names_database(value: str) -> bool:
+    """Whether a Redis connection string carries its own database, so that the runtime's
+    ``ApplyDatabase`` leaves ``Mesh:KeyValue:Redis:Database`` out: for the StackExchange form
+    a case-insensitive substring check for ``defaultDatabase`` anywhere in the string (as
+    the runtime does, even inside another option's value); for a ``redis://`` URL (which
+    only the dashboard accepts) a database in the URL path."""
+    text = value.strip()
+    if "://" in text:
+        try:
+            return urlsplit(text).path.strip("/") != ""
+        except ValueError:
+            return False
+    return re.search("defaultdatabase", value, re.IGNORECASE | re.ASCII) is not None
+
+
 def _base_url(reader: _Reader) -> str:
     path = (*TS, "BaseUrl")
     url = reader.string(path, ToskaStoreSettings.base_url)
@@ -587,13 +766,6 @@ def _base_url(reader: _Reader) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise reader.fail(path, url, "must be an absolute http:// or https:// URL")
     return url.rstrip("/")
-
-
-def _index_key(reader: _Reader, path: Path, default: str | None) -> str | None:
-    key = reader.string(path, default)
-    if key is not None and key.strip() != key:
-        raise reader.fail(path, key, "must not start or end with spaces")
-    return key
 
 
 def _services(reader: _Reader) -> tuple[ServiceSettings, ...]:
@@ -617,8 +789,13 @@ def _services(reader: _Reader) -> tuple[ServiceSettings, ...]:
         if name.lower() in seen:
             raise reader.fail((*base, "Name"), name, "is configured twice")
         seen[name.lower()] = name
-        index_key = _index_key(reader, (*base, "KeyIndexKey"), None)
-        services.append(ServiceSettings(name=name, key_prefix=prefix, key_index_key=index_key))
+        services.append(ServiceSettings(
+            name=name,
+            key_prefix=prefix,
+            # verbatim, as the runtime uses a KeyIndexKey; None (unset/whitespace): inherit
+            key_index_key=reader.runtime_string((*base, "KeyIndexKey")),
+            enable_key_index=reader.optional_boolean((*base, "EnableKeyIndex")),
+        ))
     return tuple(services)
 
 
@@ -673,24 +850,24 @@ def load_settings(
     reader = _Reader(raw)
     warnings: list[str] = []
 
-    provider_text = reader.string((*KV, "Provider"))
-    provider: Literal["redis", "toskastore"] = "redis"
-    if provider_text is not None:
-        low = provider_text.strip().lower()
-        if low == "toskastore":
-            provider = "toskastore"
-        elif low != "redis":
-            warnings.append(
-                f"{env_name((*KV, 'Provider'))}={json.dumps(provider_text)} is unknown; "
-                "using Redis, as the mesh does"
-            )
+    provider_path: Path = (*KV, "Provider")
+    provider_text = reader.runtime_string(provider_path)
+    provider, problem = parse_provider(provider_text)
+    if problem is not None:
+        found = raw.get(provider_path)
+        where = f" (from {found[1]})" if found else ""
+        warnings.append(
+            f"{env_name(provider_path)}={_display(provider_path, provider_text)}{where} "
+            f"{problem}; using Redis, as the mesh does"
+        )
 
     toskastore = ToskaStoreSettings(
         base_url=_base_url(reader),
         auth_token=reader.string((*TS, "AuthToken")),
-        key_prefix=reader.string((*TS, "KeyPrefix")),
+        key_prefix=reader.runtime_string((*TS, "KeyPrefix")),
         enable_key_index=reader.boolean((*TS, "EnableKeyIndex"), False),
-        key_index_key=_index_key(reader, (*TS, "KeyIndexKey"), "__keys") or "__keys",
+        # the runtime: IsNullOrWhiteSpace(KeyIndexKey) ? "__keys" : KeyIndexKey (verbatim)
+        key_index_key=reader.runtime_string((*TS, "KeyIndexKey")) or "__keys",
     )
 
     connection_string = reader.string(_CS_PATH, RedisSettings.connection_string)
@@ -700,8 +877,11 @@ def load_settings(
     redis = parse_redis_connection_string(connection_string, setting=setting)
     database_path = (*RD, "Database")
     if reader.string(database_path) is not None:
-        redis = replace(redis, database=reader.integer(database_path, 0, minimum=0))
-    redis = replace(redis, key_prefix=reader.string((*RD, "KeyPrefix")))
+        # validated even when the connection string's own database wins over it
+        database = reader.integer(database_path, 0, minimum=0)
+        if not connection_string_names_database(connection_string):
+            redis = replace(redis, database=database)
+    redis = replace(redis, key_prefix=reader.runtime_string((*RD, "KeyPrefix")))
 
     dashboard = DashboardSettings(
         secret_key=reader.string((*DB, "SecretKey")),
@@ -724,4 +904,5 @@ def load_settings(
         dashboard=dashboard,
         config_path=path,
         warnings=tuple(warnings),
+        service_name=reader.runtime_string(("Mesh", "Service", "ServiceName")),
     )

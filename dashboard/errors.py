@@ -23,6 +23,12 @@ PROVIDER_HINTS = {
     "not-found": "The key does not exist (it may have expired or been deleted).",
     "invalid": "The store rejected the request.",
     "unsupported": "This cannot be done safely on this store.",
+    "no-such-service": "Nothing is stored under this prefix and it has no index. Check the "
+    "prefix: it must match the keys exactly, including the trailing ':'.",
+    "no-index": "Only services whose runtime keeps a __keys index have one to check: set "
+    "EnableKeyIndex for the service (Dashboard__Services__N__EnableKeyIndex) if it does.",
+    "not-a-store": "Check Mesh__KeyValue__ToskaStore__BaseUrl: the address answers, but it is "
+    "not a ToskaStore server (a ToskaStore answers GET /health with JSON).",
 }
 
 
@@ -50,6 +56,9 @@ def init_app(app: Flask) -> None:
             "forbidden": "Store refused the operation",
             "rate-limited": "Store is rate limiting",
             "not-found": "Not found",
+            "not-a-store": "Not a ToskaStore server",
+            "no-such-service": "No such service",
+            "no-index": "No index to check",
         }.get(error.kind, "Store error")
         return render_error(error.http_status, title, str(error), PROVIDER_HINTS.get(error.kind, ""),
                             error.kind)

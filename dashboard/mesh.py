@@ -19,7 +19,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from .formatting import compact_json_of
@@ -41,10 +41,15 @@ class Service:
 
     name: str
     prefix: str
-    #: the index key *inside* the prefix (``__keys``); the full key is ``index_full_key``
+    #: the index key *inside* the prefix (``__keys``, verbatim: it may hold ``:`` or
+    #: spaces); the full key is ``index_full_key``
     index_key: str = DEFAULT_INDEX_KEY
-    #: listed in Dashboard:Services (else discovered from the keys)
+    #: listed in Dashboard:Services or the mesh's own KeyPrefix (else discovered from keys)
     configured: bool = False
+    #: whether the service's runtime keeps a ``__keys`` index: True (ToskaStore with
+    #: EnableKeyIndex), False (Redis, or EnableKeyIndex false), None (nothing says: an
+    #: index that exists is kept, a missing one is not missed)
+    keeps_index: bool | None = None
 
     @property
     def index_full_key(self) -> str:
@@ -58,12 +63,59 @@ class MalformedIndex(ProviderError):
     http_status = 409
 
 
+class NoSuchService(ProviderError):
+    """A prefix with no keys and no index: most likely a typo, never "consistent"."""
+
+    kind = "no-such-service"
+    http_status = 404
+
+
+class NoIndex(ProviderError):
+    """The service has keys but no index, and nothing says its runtime keeps one."""
+
+    kind = "no-index"
+    http_status = 404
+
+
+def _index_name(configured: str | None, settings) -> str:
+    # the runtime: IsNullOrWhiteSpace(KeyIndexKey) ? "__keys" : KeyIndexKey (verbatim)
+    for name in (configured, settings.toskastore.key_index_key):
+        if name is not None and name.strip():
+            return name
+    return DEFAULT_INDEX_KEY
+
+
+def _keeps_index(settings, said: bool | None) -> bool | None:
+    if settings.provider != "toskastore":
+        return False  # the Redis runtime never keeps an index
+    return said
+
+
 def configured_services(settings) -> list[Service]:
-    default_index = settings.toskastore.key_index_key or DEFAULT_INDEX_KEY
-    return [
-        Service(s.name, normalise_prefix(s.key_prefix), s.key_index_key or default_index, True)
+    """Dashboard:Services, then the mesh's own service prefix (KeyPrefix or ServiceName)."""
+    services = {
+        normalise_prefix(s.key_prefix): Service(
+            s.name, normalise_prefix(s.key_prefix), _index_name(s.key_index_key, settings), True,
+            _keeps_index(settings, s.enable_key_index),
+        )
         for s in settings.dashboard.services
-    ]
+    }
+    own = settings.own_service_prefix
+    if own:
+        own_keeps = _keeps_index(settings, settings.toskastore.enable_key_index)
+        listed = services.get(own)
+        if listed is None:
+            services[own] = Service(own[: -len(SEPARATOR)], own, _index_name(None, settings), True,
+                                    own_keeps)
+        elif listed.keeps_index is None:
+            services[own] = replace(listed, keeps_index=own_keeps)
+    return list(services.values())
+
+
+def _default_service(settings, prefix: str) -> Service:
+    """A service nothing configures: its index is kept only where one exists."""
+    return Service(prefix[: -len(SEPARATOR)], prefix, _index_name(None, settings),
+                   keeps_index=_keeps_index(settings, None))
 
 
 def service_for_key(settings, key: str) -> Service | None:
@@ -74,8 +126,7 @@ def service_for_key(settings, key: str) -> Service | None:
     head, sep, _ = key.partition(SEPARATOR)
     if not sep:
         return None
-    default_index = settings.toskastore.key_index_key or DEFAULT_INDEX_KEY
-    return Service(head, head + SEPARATOR, default_index)
+    return _default_service(settings, head + SEPARATOR)
 
 
 def parse_index(entry: Entry) -> list[str]:
@@ -161,41 +212,34 @@ def service_for_prefix(settings, prefix: str) -> Service:
     for service in configured_services(settings):
         if service.prefix == prefix:
             return service
-    default_index = settings.toskastore.key_index_key or DEFAULT_INDEX_KEY
-    return Service(prefix[: -len(SEPARATOR)], prefix, default_index)
+    return _default_service(settings, prefix)
 
 
 def known_services(provider: KeyValueProvider, settings) -> tuple[list[Service], bool]:
     """Configured services first (in configuration order), then discovered prefixes.
 
     Discovery takes the distinct first ``:`` segments of the store's keys (on a range
-    server by skipping from one to the next) and the mesh's own ToskaStore KeyPrefix.
-    Returns the services and whether discovery saw every prefix.
+    server by skipping from one to the next). Returns the services and whether
+    discovery saw every prefix.
     """
-    default_index = settings.toskastore.key_index_key or DEFAULT_INDEX_KEY
     services: dict[str, Service] = {s.prefix: s for s in configured_services(settings)}
     discovered = provider.list_segments("", sep=SEPARATOR, limit=1000)
-    prefixes = set(discovered.folders)
-    if settings.toskastore.key_prefix:
-        prefixes.add(normalise_prefix(settings.toskastore.key_prefix))
-    for prefix in sorted(prefixes):
-        services.setdefault(prefix, Service(prefix[: -len(SEPARATOR)], prefix, default_index))
+    for prefix in sorted(discovered.folders):
+        services.setdefault(prefix, _default_service(settings, prefix))
     return list(services.values()), discovered.complete
 
 
 def services_with_index(provider: KeyValueProvider, settings) -> list[Service]:
-    """Known services whose index exists (or that are configured with their own KeyIndexKey).
+    """Known services whose runtime keeps an index: it exists, or configuration says so.
 
+    None on Redis: that runtime keeps no index (a ``__keys`` key there is plain data).
     One bulk read tells which indexes exist.
     """
-    explicit = {
-        normalise_prefix(s.key_prefix) for s in settings.dashboard.services if s.key_index_key
-    }
-    candidates, _ = known_services(provider, settings)
+    candidates = [s for s in known_services(provider, settings)[0] if s.keeps_index is not False]
     found = provider.mget([s.index_full_key for s in candidates]) if candidates else {}
     return [
         s for s in candidates
-        if found.get(s.index_full_key) is not None or s.prefix in explicit
+        if found.get(s.index_full_key) is not None or s.keeps_index
     ]
 
 
@@ -247,7 +291,14 @@ class DriftReport:
 
     @property
     def consistent(self) -> bool:
-        return not (self.stale or self.unindexed or self.duplicates or self.malformed)
+        """No drift that matters. Duplicates do not count: the runtime de-duplicates the
+        index on read and its next write removes them."""
+        return not (self.stale or self.unindexed or self.malformed)
+
+    @property
+    def strictly_consistent(self) -> bool:
+        """Consistent and without duplicate entries either (``check-index --strict``)."""
+        return self.consistent and not self.duplicates
 
     @property
     def checked_at(self) -> datetime:
@@ -270,6 +321,7 @@ class DriftReport:
             "unindexed_detectable": self.unindexed_detectable,
             "listing_note": self.listing_note,
             "consistent": self.consistent,
+            "strictly_consistent": self.strictly_consistent,
             "checked_at": self.checked_at.isoformat(timespec="milliseconds").replace(
                 "+00:00", "Z"
             ),
@@ -291,6 +343,8 @@ def check_index(
     checked_at = now_ms()
     prefix, own = service.prefix, service.index_key
     entry = read_index_entry(provider, service)
+    if entry is None:
+        _require_index_or_keys(provider, service)
     malformed: str | None = None
     entries: list[str] = []
     if entry is not None:
@@ -332,7 +386,11 @@ def check_index(
 
     listed = set(entries)
     if entry is None and live:
-        malformed = f"missing: the service has {len(live)} keys but no index"
+        # only a runtime configured to keep an index misses it (see _require_index_or_keys)
+        malformed = (f"missing: the service has {len(live)} keys but no index, and its runtime "
+                     "keeps one (EnableKeyIndex)")
+    elif entry is None:
+        note = "no keys and no index yet: the runtime creates the index with the first key"
     return DriftReport(
         service=service,
         index_exists=entry is not None,
@@ -351,6 +409,29 @@ def check_index(
         index_entries=tuple(entries),
         listing_note=note,
     )
+
+
+def _require_index_or_keys(provider: KeyValueProvider, service: Service) -> None:
+    """Refuse to report a service without an index as consistent, unless its runtime keeps one.
+
+    A prefix with no keys at all is most likely a typo (``NoSuchService``); one with keys
+    but no index, where nothing says the runtime keeps one, has nothing to check
+    (``NoIndex``): a "missing index" alarm there would be false.
+    """
+    if service.keeps_index:
+        return
+    has_keys = provider.capabilities().key_listing and bool(
+        provider.list_keys(service.prefix, limit=1).keys)
+    if not has_keys:
+        raise NoSuchService(
+            f"no such service: nothing is stored under {service.prefix!r} and it has no index "
+            f"{service.index_full_key!r}; check the prefix (it must match the keys exactly)",
+            store=provider.name, key=service.index_full_key)
+    why = ("the Redis runtime keeps no index" if service.keeps_index is False else
+           "no setting says its runtime keeps one (Mesh:KeyValue:ToskaStore:EnableKeyIndex for "
+           "the mesh's own service, or Dashboard:Services:N:EnableKeyIndex)")
+    raise NoIndex(f"{service.prefix!r} has keys but no index {service.index_full_key!r}, and {why}: "
+                  "there is nothing to check", store=provider.name, key=service.index_full_key)
 
 
 def _existing(

@@ -11,6 +11,7 @@ import pytest
 
 from dashboard.cli import main
 from dashboard.devstore import start_devstore
+from tests.support.other_servers import HTML_PAGE, NOT_FOUND_JSON, answering_everything
 
 DOCUMENTED = {"prefix", "index_key", "indexed", "live", "stale", "unindexed", "duplicates",
               "malformed", "seconds"}
@@ -274,3 +275,50 @@ def test_nothing_to_repair(tmp_path, capsys, devstore, monkeypatch):
     assert main(["repair-index", "--config", config, "--service", prefix,
                  "--action", "rebuild"]) == 0
     assert "Nothing to repair" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- wrong targets
+
+
+@pytest.mark.parametrize("answer", [NOT_FOUND_JSON, HTML_PAGE], ids=["404-everywhere", "html"])
+def test_a_url_that_is_not_a_toskastore_exits_2(tmp_path, capsys, answer):
+    with answering_everything(*answer) as url:
+        config = appsettings(tmp_path, url)
+        assert main(["check-index", "--config", config]) == 2
+        assert "is not a ToskaStore server" in one_error_line(capsys)
+        assert main(["check-index", "--config", config, "--service", "svc:", "--json"]) == 2
+        assert "is not a ToskaStore server" in one_error_line(capsys)
+        assert capsys.readouterr().out == ""  # never "consistent"
+
+
+def test_an_unknown_service_exits_2(tmp_path, capsys, devstore):
+    config = appsettings(tmp_path, devstore.url)
+    assert main(["check-index", "--config", config, "--service", "nosuch:"]) == 2
+    assert "no such service" in one_error_line(capsys)
+    assert "consistent" not in capsys.readouterr().out
+
+
+def test_a_service_without_an_index_nothing_keeps_exits_2(tmp_path, capsys, devstore):
+    prefix = fresh_prefix()
+    make_service(devstore, prefix, ["a"], None)
+    config = appsettings(tmp_path, devstore.url)
+    assert main(["check-index", "--config", config, "--service", prefix]) == 2
+    assert "EnableKeyIndex" in one_error_line(capsys)
+
+
+def test_a_missing_index_the_runtime_keeps_is_drift(tmp_path, capsys, devstore):
+    prefix = fresh_prefix()
+    make_service(devstore, prefix, ["a"], None)
+    config = appsettings(tmp_path, devstore.url, Services=[
+        {"KeyPrefix": prefix, "EnableKeyIndex": True}])
+    assert main(["check-index", "--config", config, "--service", prefix]) == 1
+    assert "missing" in capsys.readouterr().out
+
+
+def test_duplicates_alone_exit_0_unless_strict(tmp_path, capsys, devstore):
+    prefix = fresh_prefix()
+    make_service(devstore, prefix, ["a", "b"], ["a", "b", "a"])
+    config = appsettings(tmp_path, devstore.url)
+    assert main(["check-index", "--config", config, "--service", prefix]) == 0
+    assert "harmless" in capsys.readouterr().out
+    assert main(["check-index", "--config", config, "--service", prefix, "--strict"]) == 1

@@ -8,12 +8,15 @@ from dataclasses import replace
 import pytest
 
 from dashboard.config import (
+    PROVIDER_MEMBERS,
     ConfigError,
     RedisSettings,
     ServiceSettings,
+    dotnet_enum_try_parse,
     load_settings,
     mask_connection_string,
     parse_redis_connection_string,
+    service_prefix,
 )
 from dashboard.providers import index_key_resolver
 
@@ -167,13 +170,15 @@ def test_redis_connection_strings(text, expected):
     assert parsed == replace(expected, connection_string=text)
 
 
-def test_redis_database_setting_overrides_connection_string():
+def test_connection_string_database_wins_over_database_setting():
+    # the runtime's ApplyDatabase appends ",defaultDatabase=N" only when the connection
+    # string does not already contain "defaultDatabase": the string wins
     settings = load_settings(environ={
         "Mesh__KeyValue__Redis__ConnectionString": "cache:6379,defaultDatabase=2",
         "Mesh__KeyValue__Redis__Database": "5",
         "Mesh__KeyValue__Redis__KeyPrefix": "profiles",
     })
-    assert (settings.redis.host, settings.redis.database) == ("cache", 5)
+    assert (settings.redis.host, settings.redis.database) == ("cache", 2)
     assert settings.redis.key_prefix == "profiles"
     unset = load_settings(
         environ={"Mesh__KeyValue__Redis__ConnectionString": "c,defaultDatabase=2"}
@@ -181,17 +186,241 @@ def test_redis_database_setting_overrides_connection_string():
     assert unset.redis.database == 2
 
 
-@pytest.mark.parametrize("value", [None, "", "Redis", "REDIS", "memcached"])
-def test_provider_default_and_unknown_mean_redis(value):
+@pytest.mark.parametrize(("connection_string", "database", "expected"), [
+    ("cache:6379", "5", 5),
+    ("cache:6379,DEFAULTDATABASE=3", "5", 3),
+    ("cache:6379, defaultdatabase = 0 ", "5", 0),
+    ("cache:6379,defaultDatabase=2", None, 2),
+    ("cache:6379,defaultDatabase=2", "", 2),
+    # the runtime's check is a plain case-insensitive substring test: a password holding
+    # "defaultdatabase" also stops the append, so StackExchange.Redis uses database 0
+    ("cache:6379,password=my-defaultdatabase", "5", 0),
+    ("redis://cache/3", "5", 3),
+    ("redis://cache/0", "5", 0),
+    ("redis://cache", "5", 5),
+    ("redis://cache/", "5", 5),
+    ("rediss://ops:pw@cache:6380", "7", 7),
+])
+def test_redis_database_precedence(connection_string, database, expected):
+    environ = {"Mesh__KeyValue__Redis__ConnectionString": connection_string}
+    if database is not None:
+        environ["Mesh__KeyValue__Redis__Database"] = database
+    assert load_settings(environ=environ).redis.database == expected
+
+
+@pytest.mark.parametrize(("env", "setting", "fragment"), [
+    # the Database setting is validated even when the connection string's database wins
+    ({"Mesh__KeyValue__Redis__ConnectionString": "cache,defaultDatabase=2",
+      "Mesh__KeyValue__Redis__Database": "two"}, "Mesh__KeyValue__Redis__Database", '"two"'),
+    ({"Mesh__KeyValue__Redis__ConnectionString": "redis://cache/2",
+      "Mesh__KeyValue__Redis__Database": "-3"}, "Mesh__KeyValue__Redis__Database", '"-3"'),
+    ({"Mesh__KeyValue__Redis__ConnectionString": "cache,defaultDatabase=-1",
+      "Mesh__KeyValue__Redis__Database": "1"},
+     "Mesh__KeyValue__Redis__ConnectionString", "defaultDatabase"),
+    ({"Mesh__KeyValue__Redis__ConnectionString": "redis://cache/x",
+      "Mesh__KeyValue__Redis__Database": "1"},
+     "Mesh__KeyValue__Redis__ConnectionString", '"x"'),
+])
+def test_both_redis_databases_are_validated(env, setting, fragment):
+    message = error_of(environ=env)
+    assert setting in message
+    assert fragment in message
+
+
+@pytest.mark.parametrize("value", [None, "", "   ", "Redis", "REDIS", " redis ", "0", "-0"])
+def test_provider_unset_or_redis_is_redis_without_warning(value):
     environ = {} if value is None else {"Mesh__KeyValue__Provider": value}
     settings = load_settings(environ=environ)
     assert settings.provider == "redis"
-    assert bool(settings.warnings) == (value == "memcached")
+    assert settings.warnings == ()
 
 
-@pytest.mark.parametrize("value", ["ToskaStore", "toskastore", "TOSKASTORE", " ToskaStore "])
-def test_provider_toskastore_any_case(value):
-    assert load_settings(environ={"Mesh__KeyValue__Provider": value}).provider == "toskastore"
+@pytest.mark.parametrize("value", [
+    "ToskaStore", "toskastore", "TOSKASTORE", " ToskaStore ", "\tToskaStore\n",
+    "\u00a0ToskaStore\u3000",  # char.IsWhiteSpace covers Unicode spaces
+    "1", "+1", " 01", "1 ", "1\t\r\n", "0001",
+    # flags semantics: names in a comma-separated list are OR-ed (Redis=0 | ToskaStore=1)
+    "Redis, ToskaStore", "ToskaStore,Redis", " redis ,TOSKASTORE ", "ToskaStore,ToskaStore",
+])
+def test_provider_toskastore_like_enum_try_parse(value):
+    settings = load_settings(environ={"Mesh__KeyValue__Provider": value})
+    assert settings.provider == "toskastore"
+    assert settings.warnings == ()
+
+
+@pytest.mark.parametrize("value", [
+    "memcached", "Toska Store", "ToskaStore!", "ToskaStore.", "Redis;ToskaStore",
+    # numbers that parse but are no member: the runtime's switch falls back to Redis
+    "2", "-1", "+7", "2147483647", "-2147483648",
+    # out of Int32 range: TryParse fails
+    "2147483648", "99999999999999999999",
+    # not an integer: no decimal point, exponent, hex, inner or non-ASCII trailing space
+    "1.0", "1e0", "0x1", "+ 1", "1 2", "1\u00a0", "\u0661",
+    # lists: a trailing or empty piece fails, and a list holds names only
+    "Redis,", "ToskaStore, ", ",ToskaStore", "Redis,,ToskaStore", "0,1", "1,ToskaStore",
+    "ToskaStore,1",
+    "\x1cToskaStore",  # U+001C is not whitespace to .NET (it is to Python)
+])
+def test_provider_unknown_means_redis_with_a_warning(value):
+    settings = load_settings(environ={"Mesh__KeyValue__Provider": value})
+    assert settings.provider == "redis"
+    assert len(settings.warnings) == 1
+    warning = settings.warnings[0]
+    assert "Mesh__KeyValue__Provider" in warning
+    assert json.dumps(value, ensure_ascii=False) in warning
+    assert "Redis" in warning
+    assert "\n" not in warning
+
+
+def test_provider_warning_names_setting_value_and_source(tmp_path):
+    path = write(tmp_path, {"Mesh": {"KeyValue": {"Provider": "Toska\nStore"}}})
+    (warning,) = load_settings(path, environ={}).warnings
+    assert warning.startswith('Mesh__KeyValue__Provider="Toska\\nStore"')
+    assert f"(from {path})" in warning
+    assert "using Redis" in warning
+    (number,) = load_settings(environ={"Mesh__KeyValue__Provider": "2"}).warnings
+    assert '"2" (from environment)' in number
+    assert "number 2" in number
+
+
+def test_provider_json_values_read_as_dotnet_strings(tmp_path):
+    as_number = write(tmp_path, {"Mesh": {"KeyValue": {"Provider": 1}}}, "a.json")
+    assert load_settings(as_number, environ={}).provider == "toskastore"
+    as_bool = write(tmp_path, {"Mesh": {"KeyValue": {"Provider": True}}}, "b.json")
+    settings = load_settings(as_bool, environ={})
+    assert settings.provider == "redis"
+    assert '"True"' in settings.warnings[0]
+    as_null = write(tmp_path, {"Mesh": {"KeyValue": {"Provider": None}}}, "c.json")
+    assert load_settings(as_null, environ={}).warnings == ()
+
+
+def test_dotnet_enum_try_parse_values():
+    members = PROVIDER_MEMBERS
+    assert dotnet_enum_try_parse(None, members) is None
+    assert dotnet_enum_try_parse("", members) is None
+    assert dotnet_enum_try_parse(" -5 ", members) == -5
+    assert dotnet_enum_try_parse("1\x00\x00", members) == 1  # trailing NULs are tolerated
+    assert dotnet_enum_try_parse("1\x00 ", members) is None
+    assert dotnet_enum_try_parse("Redis,ToskaStore", members) == 1
+    assert dotnet_enum_try_parse("redis", members) == 0
+    # ordinal ignore-case folds only ASCII here: the Kelvin sign is not a "k"
+    assert dotnet_enum_try_parse("Tos\u212aaStore", members) is None
+
+
+@pytest.mark.parametrize(("env", "own_prefix"), [
+    ({}, None),  # no "mesh-service" default: the dashboard is not a mesh service
+    ({"Mesh__Service__ServiceName": "billing"}, "billing:"),
+    ({"Mesh__Service__ServiceName": "billing:"}, "billing:"),
+    ({"Mesh__Service__ServiceName": "   "}, None),
+    ({"Mesh__KeyValue__Redis__KeyPrefix": "profiles"}, "profiles:"),
+    ({"Mesh__KeyValue__Redis__KeyPrefix": "team:profiles:",
+      "Mesh__Service__ServiceName": "billing"}, "team:profiles:"),
+    # null/whitespace KeyPrefix: the service name
+    ({"Mesh__KeyValue__Redis__KeyPrefix": " \t", "Mesh__Service__ServiceName": "billing"},
+     "billing:"),
+    # a KeyPrefix is used verbatim, spaces included
+    ({"Mesh__KeyValue__Redis__KeyPrefix": " profiles "}, " profiles :"),
+    # the other provider's KeyPrefix does not count
+    ({"Mesh__KeyValue__ToskaStore__KeyPrefix": "orders",
+      "Mesh__Service__ServiceName": "billing"}, "billing:"),
+    ({"Mesh__KeyValue__Provider": "ToskaStore",
+      "Mesh__KeyValue__ToskaStore__KeyPrefix": "orders"}, "orders:"),
+    ({"Mesh__KeyValue__Provider": "ToskaStore",
+      "Mesh__KeyValue__Redis__KeyPrefix": "profiles",
+      "Mesh__Service__ServiceName": "billing"}, "billing:"),
+    ({"Mesh__KeyValue__Provider": "1", "Mesh__KeyValue__Redis__KeyPrefix": "profiles"}, None),
+])
+def test_own_service_prefix_follows_the_active_provider(env, own_prefix):
+    assert load_settings(environ=env).own_service_prefix == own_prefix
+
+
+def test_service_name_and_key_prefixes_are_kept_as_configured(tmp_path):
+    path = write(tmp_path, {"mesh": {"service": {"serviceName": "billing"}, "KeyValue": {
+        "Redis": {"KeyPrefix": "   "}, "ToskaStore": {"KeyPrefix": True},
+    }}})
+    settings = load_settings(path, environ={})
+    assert settings.service_name == "billing"
+    assert settings.redis.key_prefix is None
+    assert settings.toskastore.key_prefix == "True"  # a JSON true reads as .NET's "True"
+    assert settings.masked()["Mesh"]["Service"] == {"ServiceName": "billing"}
+    assert load_settings(environ={}).masked()["Mesh"]["Service"] == {"ServiceName": None}
+
+
+@pytest.mark.parametrize(("key_prefix", "service_name", "expected"), [
+    ("profiles", None, "profiles:"),
+    ("profiles:", "svc", "profiles:"),
+    (None, "svc", "svc:"),
+    ("", "svc", "svc:"),
+    ("\u3000", "svc", "svc:"),
+    ("\x1c", "svc", "\x1c:"),  # not whitespace to .NET
+    (None, None, None),
+    (" ", " ", None),
+])
+def test_service_prefix_is_build_prefix(key_prefix, service_name, expected):
+    assert service_prefix(key_prefix, service_name) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, "__keys"),
+    ("", "__keys"),
+    ("   ", "__keys"),
+    ("__index", "__index"),
+    (" __index ", " __index "),  # used verbatim, as the runtime does
+    ("meta:keys", "meta:keys"),
+])
+def test_key_index_key_as_the_runtime_reads_it(value, expected):
+    environ = {
+        "Mesh__KeyValue__Provider": "ToskaStore",
+        "Mesh__KeyValue__ToskaStore__KeyPrefix": "profiles",
+    }
+    if value is not None:
+        environ["Mesh__KeyValue__ToskaStore__KeyIndexKey"] = value
+    settings = load_settings(environ=environ)
+    assert settings.toskastore.key_index_key == expected
+    assert settings.own_index_key == "profiles:" + expected
+
+
+def test_own_index_key_only_for_toskastore_with_a_prefix():
+    redis = load_settings(environ={"Mesh__Service__ServiceName": "svc"})
+    assert redis.own_service_prefix == "svc:"
+    assert redis.own_index_key is None
+    no_prefix = load_settings(environ={"Mesh__KeyValue__Provider": "ToskaStore"})
+    assert no_prefix.own_index_key is None
+    named = load_settings(environ={
+        "Mesh__KeyValue__Provider": "ToskaStore", "Mesh__Service__ServiceName": "svc",
+    })
+    assert named.own_index_key == "svc:__keys"
+
+
+def test_service_key_index_key_and_enable_key_index():
+    settings = load_settings(environ={
+        "Dashboard__Services__0__Name": "a",
+        "Dashboard__Services__0__KeyIndexKey": " __p ",
+        "Dashboard__Services__0__EnableKeyIndex": "TRUE",
+        "Dashboard__Services__1__Name": "b",
+        "Dashboard__Services__1__KeyIndexKey": "   ",
+        "Dashboard__Services__1__EnableKeyIndex": "0",
+        "Dashboard__Services__2__Name": "c",
+        "Dashboard__Services__2__KeyIndexKey": "meta:keys",
+        "Dashboard__Services__2__EnableKeyIndex": "",
+        "Dashboard__Services__3__Name": "d",
+    })
+    services = settings.dashboard.services
+    assert [(s.key_index_key, s.enable_key_index) for s in services] == [
+        (" __p ", True), (None, False), ("meta:keys", None), (None, None),
+    ]
+    assert [s["EnableKeyIndex"] for s in settings.masked()["Dashboard"]["Services"]] == [
+        True, False, None, None,
+    ]
+    assert settings.masked()["Dashboard"]["Services"][0]["KeyIndexKey"] == " __p "
+
+
+def test_service_enable_key_index_from_json(tmp_path):
+    path = write(tmp_path, {"Dashboard": {"Services": [
+        {"Name": "a", "EnableKeyIndex": False}, {"Name": "b", "EnableKeyIndex": "yes"},
+    ]}})
+    services = load_settings(path, environ={}).dashboard.services
+    assert [s.enable_key_index for s in services] == [False, True]
 
 
 @pytest.mark.parametrize(("env", "setting", "fragment"), [
@@ -225,6 +454,8 @@ def test_provider_toskastore_any_case(value):
     ({"Dashboard__Users__0__Name": "ops"}, "Dashboard__Users__0__PasswordHash", "missing"),
     ({"Dashboard__Services__0__KeyIndexKey": "__keys"}, "Dashboard__Services__0__Name",
      "missing"),
+    ({"Dashboard__Services__0__Name": "a", "Dashboard__Services__0__EnableKeyIndex": "maybe"},
+     "Dashboard__Services__0__EnableKeyIndex", '"maybe"'),
 ])
 def test_invalid_settings_name_the_setting_in_one_line(env, setting, fragment):
     message = error_of(environ=env)
@@ -302,7 +533,7 @@ def test_index_key_resolver_prefers_longest_configured_prefix():
         "Dashboard__Services__1__KeyIndexKey": "__billing_keys",
     })
     resolve = index_key_resolver(settings)
-    assert resolve("team:billing:invoice:") == "team:billing:__billing_keys"
-    assert resolve("team:other:") == "team:__idx"
-    assert resolve("profiles:profile:") == "profiles:__idx"
+    assert resolve("team:billing:invoice:") == ("team:billing:", "team:billing:__billing_keys")
+    assert resolve("team:other:") == ("team:", "team:__idx")
+    assert resolve("profiles:profile:") == ("profiles:", "profiles:__idx")
     assert resolve("profiles") is None

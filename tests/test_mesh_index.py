@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 
 import pytest
 
@@ -165,28 +166,54 @@ def test_malformed_index_without_keys_can_still_be_rebuilt(store, service):
     assert index_value(store.provider, service) == "[]"
 
 
-def test_missing_index_while_keys_exist(store, service):
-    write(store, {service.prefix + k: "v" for k in ("b", "a", "c")})
-    report = mesh.check_index(store.provider, service)
+def test_missing_index_is_drift_where_the_runtime_keeps_one(store, service):
+    kept = replace(service, keeps_index=True)
+    write(store, {kept.prefix + k: "v" for k in ("b", "a", "c")})
+    report = mesh.check_index(store.provider, kept)
     assert not report.index_exists and report.index_token is None
     if not listing(store):
         # no listing and no index: nothing tells that keys exist
         assert report.consistent and report.live == 0
         return
-    assert report.malformed == "missing: the service has 3 keys but no index"
-    assert report.unindexed == full(service, ["a", "b", "c"])
+    assert report.malformed.startswith("missing: the service has 3 keys but no index")
+    assert not report.consistent
+    assert report.unindexed == full(kept, ["a", "b", "c"])
     with pytest.raises(mesh.RepairRefused):
-        mesh.plan_repair(store.provider, service, "add-unindexed", report=report)
-    result = mesh.apply_repair(store.provider, mesh.plan_repair(store.provider, service, "rebuild"))
+        mesh.plan_repair(store.provider, kept, "add-unindexed", report=report)
+    result = mesh.apply_repair(store.provider, mesh.plan_repair(store.provider, kept, "rebuild"))
     assert result.previous_value is None
-    assert index_value(store.provider, service) == '["a","b","c"]'
-    assert mesh.check_index(store.provider, service).consistent
+    assert index_value(store.provider, kept) == '["a","b","c"]'
+    assert mesh.check_index(store.provider, kept).consistent
 
 
-def test_no_index_and_no_keys_is_consistent(store, service):
-    report = mesh.check_index(store.provider, service)
+def test_missing_index_is_no_alarm_where_nothing_says_the_runtime_keeps_one(store, service):
+    write(store, {service.prefix + k: "v" for k in ("b", "a")})
+    expected = mesh.NoIndex if listing(store) else mesh.NoSuchService
+    with pytest.raises(expected) as caught:
+        mesh.check_index(store.provider, service)
+    assert service.index_full_key in str(caught.value)
+    with pytest.raises(expected):  # and no rebuild creates an index nobody keeps
+        mesh.plan_repair(store.provider, service, "rebuild")
+    assert store.provider.mget([service.index_full_key])[service.index_full_key] is None
+
+
+def test_no_keys_and_no_index_is_no_such_service(store, service):
+    with pytest.raises(mesh.NoSuchService, match="no such service"):
+        mesh.check_index(store.provider, service)
+
+
+def test_no_keys_and_no_index_is_consistent_where_the_runtime_keeps_one(store, service):
+    report = mesh.check_index(store.provider, replace(service, keeps_index=True))
     assert report.consistent and not report.index_exists and report.malformed is None
     assert (report.indexed, report.live) == (0, 0)
+
+
+def test_duplicates_are_harmless_unless_strict(store, service):
+    write(store, {service.prefix + k: "v" for k in ("x", "y")})
+    put_index(store.provider, service, ["x", "y", "x"])
+    report = mesh.check_index(store.provider, service)
+    assert report.duplicates == full(service, ["x"])
+    assert report.consistent and not report.strictly_consistent
 
 
 def test_seeded_drift_matches_the_seed_report(store):
@@ -232,17 +259,41 @@ def test_legacy_listing_cut_at_its_cap_keeps_stale_exact():
 
 def test_services_with_index(store, prefix):
     indexed, bare, declared = f"{prefix[:-1]}i:", f"{prefix[:-1]}n:", f"{prefix[:-1]}d:"
-    write(store, {indexed + "k": "v", bare + "k": "v"})
+    named = f"{prefix[:-1]}k:"
+    write(store, {indexed + "k": "v", bare + "k": "v", named + "k": "v"})
     put_index(store.provider, mesh.Service("i", indexed), ["k"])
-    settings = load_settings(environ={}, overrides={"Dashboard": {"Services": [
-        {"Name": "declared", "KeyPrefix": declared, "KeyIndexKey": "__idx"},
-        {"Name": "bare", "KeyPrefix": bare},
-    ]}})
+    settings = load_settings(environ={}, overrides={
+        "Mesh": {"KeyValue": {"Provider": store.provider.kind}},
+        "Dashboard": {"Services": [
+            {"Name": "declared", "KeyPrefix": declared, "KeyIndexKey": "__idx",
+             "EnableKeyIndex": True},
+            {"Name": "bare", "KeyPrefix": bare},
+            {"Name": "named", "KeyPrefix": named, "KeyIndexKey": "__named"},
+        ]}})
     found = {s.prefix: s for s in mesh.services_with_index(store.provider, settings)}
-    assert found[declared].index_full_key == declared + "__idx"  # configured with its own key
-    assert bare not in found  # configured, no KeyIndexKey, no index
+    if store.provider.kind == "redis":
+        assert found == {}  # the Redis runtime keeps no index: nothing to check or miss
+        return
+    assert found[declared].index_full_key == declared + "__idx"  # its runtime keeps one
+    assert bare not in found  # configured, nothing says it keeps an index, none exists
+    assert named not in found  # an index key name alone does not say the runtime keeps one
     if listing(store):
         assert found[indexed].index_full_key == indexed + "__keys"
+
+
+def test_the_meshs_own_service_keeps_its_index_as_configured():
+    settings = load_settings(environ={}, overrides={"Mesh": {
+        "Service": {"ServiceName": "profiles"},
+        "KeyValue": {"Provider": "ToskaStore", "ToskaStore": {
+            "EnableKeyIndex": True, "KeyIndexKey": " meta:keys "}}}})
+    own = mesh.service_for_prefix(settings, "profiles:")
+    assert own.configured and own.keeps_index
+    assert own.index_full_key == "profiles: meta:keys "  # verbatim, as the runtime builds it
+    assert mesh.service_for_key(settings, "profiles:profile:alice") == own
+    redis = load_settings(environ={}, overrides={"Mesh": {
+        "Service": {"ServiceName": "profiles"},
+        "KeyValue": {"ToskaStore": {"EnableKeyIndex": True}}}})
+    assert mesh.service_for_prefix(redis, "profiles:").keeps_index is False
 
 
 def test_service_for_prefix_uses_the_configured_index_key():

@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
@@ -17,6 +17,7 @@ from dashboard.devstore import start_devstore
 from dashboard.providers import errors
 from dashboard.providers.base import NO_TTL, TtlChange, value_token
 from dashboard.providers.toskastore import ToskaStoreProvider, default_index_key_for
+from tests.support.other_servers import HTML_PAGE, Background, answering_everything
 
 SPECIAL_KEYS = ["a/b", "a%2Fb", "a?b#c", "../x", "sp ace", "ünï:cødé", "..", "."]
 
@@ -63,46 +64,11 @@ def record_requests(provider: ToskaStoreProvider) -> list[tuple[str, bytes]]:
     return log
 
 
-class _Background:
-    """A stdlib HTTP server on a free port, served from a thread."""
-
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
 def html_server() -> Iterator[str]:
     """Something that is not ToskaStore: answers every request with an HTML page."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def _html(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            body = b"<html><body>It works!</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_PUT = do_POST = do_DELETE = _html
-
-        def log_message(self, *args) -> None:
-            pass
-
-    background = _Background(Handler)
-    yield background.url
-    background.stop()
+    with answering_everything(*HTML_PAGE) as url:
+        yield url
 
 
 @pytest.fixture
@@ -139,7 +105,7 @@ def cursor_server(serve) -> Iterator[tuple[str, object]]:
         def log_message(self, *args) -> None:
             pass
 
-    background = _Background(Handler)
+    background = Background(Handler)
     yield background.url, backend
     background.stop()
     upstream.close()
@@ -228,13 +194,14 @@ def test_detection_runs_once_even_from_many_threads(serve, connect):
     for thread in threads:
         thread.join()
     provider.list_keys("")
-    probes = [path for _, path in log if path == b"/kv?limit=1"]
-    assert probes == [b"/kv?limit=1"]
+    probes = [path for _, path in log if path.startswith(b"/kv?limit=1")]
+    assert probes == [b"/kv?limit=1&include_metadata=true"]
+    assert [path for _, path in log if path == b"/health"] == [b"/health"]
 
 
 def test_default_index_key():
-    assert default_index_key_for("profiles:profile:") == "profiles:__keys"
-    assert default_index_key_for("profiles:") == "profiles:__keys"
+    assert default_index_key_for("profiles:profile:") == ("profiles:", "profiles:__keys")
+    assert default_index_key_for("profiles:") == ("profiles:", "profiles:__keys")
     assert default_index_key_for("profiles") is None
 
 
@@ -504,8 +471,15 @@ def test_index_mode_without_an_index_lists_nothing(serve, connect):
 def test_custom_index_key(serve, connect):
     server = serve(no_key_listing=True)
     server.store.put("svc:meta-index", json.dumps(["x"]))
-    provider = connect(server.url, index_key_for=lambda prefix: "svc:meta-index")
+    provider = connect(server.url, index_key_for=lambda prefix: ("svc:", "svc:meta-index"))
     assert provider.list_keys("svc:").keys == ["svc:x"]
+
+
+def test_index_key_with_a_colon_lists_the_service_not_the_index_prefix(serve, connect):
+    server = serve(no_key_listing=True)
+    server.store.put("svc:meta:keys", json.dumps(["x", "y:z"]))
+    provider = connect(server.url, index_key_for=lambda prefix: ("svc:", "svc:meta:keys"))
+    assert provider.list_keys("svc:").keys == ["svc:x", "svc:y:z"]
 
 
 @pytest.mark.parametrize("raw", ["not json", '{"a": 1}', '["ok", 3]'])
@@ -594,6 +568,7 @@ def test_mget_batches(serve, connect):
     server = serve()
     keys = seed(server.store, 2_500)
     provider = connect(server.url, mget_batch=500)
+    provider.capabilities()  # detection's requests are not what is counted
     log = record_requests(provider)
     got = provider.mget(keys)
     assert log == [("POST", b"/kv/mget")] * 5
@@ -605,6 +580,7 @@ def test_mget_keeps_input_order_and_drops_duplicates(serve, connect):
     server.store.put("b", "B", ttl_ms=60_000)
     server.store.put("a", "A")
     provider = connect(server.url, mget_batch=2)
+    provider.capabilities()
     log = record_requests(provider)
     got = provider.mget(["b", "absent", "a", "b"])
     assert len(log) == 2
@@ -720,12 +696,12 @@ def test_oversized_value_is_an_invalid_request(serve, connect):
 
 def test_non_json_answers_are_bad_responses(html_server, connect):
     provider = connect(html_server)
-    with pytest.raises(errors.BadResponse) as caught:
+    with pytest.raises(errors.NotAStore) as caught:
         provider.capabilities()
-    assert "not JSON" in str(caught.value)
-    with pytest.raises(errors.BadResponse):
-        provider.get("k")
-    with pytest.raises(errors.BadResponse):
+    assert "not a ToskaStore" in str(caught.value) and "not JSON" in str(caught.value)
+    with pytest.raises(errors.NotAStore):
+        provider.get("k")  # never "key not found" from a server that is not a store
+    with pytest.raises(errors.NotAStore):
         provider.info()
 
 

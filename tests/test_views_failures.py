@@ -18,6 +18,7 @@ from dashboard.config import ConfigError, load_settings
 from dashboard.devstore import start_devstore
 from dashboard.providers.redis import RedisProvider
 from dashboard.providers.toskastore import ToskaStoreProvider
+from tests.support.other_servers import HTML_PAGE, NOT_FOUND_JSON, answering_everything
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.webapp import csrf_token, login, make_app, post_form
 
@@ -231,3 +232,14 @@ def test_pages_carry_a_strict_content_security_policy(toska):
         policy = client.get("/login").headers["Content-Security-Policy"]
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy
         assert client.get("/login").headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize("answer", [NOT_FOUND_JSON, HTML_PAGE], ids=["404-everywhere", "html"])
+def test_a_url_that_is_not_a_toskastore_is_an_error_page_not_an_empty_store(answer, toska):
+    with answering_everything(*answer) as url:
+        client = make_app(toska(url)).test_client()
+        login(client)
+        for page in ("/services", "/index", "/index/check?service=svc:", "/key?key=svc:a"):
+            response = client.get(page)
+            assert response.status_code == 502, page
+            assert "Not a ToskaStore server" in text(response), page

@@ -68,10 +68,14 @@ def test_check_reports_each_kind_of_drift_exactly(editor, store, drifted):
 
 def test_overview_lists_indexed_services_and_checks_each_lazily(editor, store, drifted):
     page = text(editor.get("/index"))
-    if unindexed_detectable(store):
+    if store.provider.kind == "redis":
+        assert f'data-prefix="{drifted}"' not in page
+        assert "The Redis runtime keeps no" in page
+    elif unindexed_detectable(store):
         assert f'data-prefix="{drifted}"' in page
     row = text(editor.get(f"/index/check?service={drifted}&view=row",
                           headers={"HX-Request": "true"}))
+    # an existing index can still be checked on request, whatever keeps it
     assert row.startswith("<tr") and 'data-consistent="false"' in row
     assert 'data-testid="row-stale" data-count="1"' in row
 
@@ -124,3 +128,10 @@ def test_viewers_can_check_but_not_repair(store, drifted):
                                                    "confirm": "yes", "legacy_ack": "on"})
     assert response.status_code == 403
     assert json.loads(store.provider.get(drifted + "__keys").value) == INDEX
+
+
+def test_an_unknown_service_is_no_such_service_not_consistent(editor, store):
+    response = editor.get("/index/check?service=nosuch-at-all:")
+    assert response.status_code == 404
+    page = text(response)
+    assert "No such service" in page and "consistent" not in page.lower()

@@ -16,31 +16,17 @@ if TYPE_CHECKING:
 __all__ = ["index_key_resolver", "make_provider"]
 
 
-def index_key_resolver(settings: Settings) -> Callable[[str], str | None]:
-    """A function mapping a listing prefix to the full key of the ``__keys`` index covering it.
+def index_key_resolver(settings: Settings) -> Callable[[str], tuple[str, str] | None]:
+    """A function mapping a listing prefix to (service prefix, full key of its ``__keys`` index).
 
-    The configured service whose key prefix the listing prefix starts with (longest
-    match) decides; otherwise the prefix's first ``:`` segment is taken as the service.
-    A prefix without ``:`` names no service, so no index covers it.
+    The service is the one ``mesh.service_for_key`` finds: the longest configured prefix,
+    else the prefix's first ``:`` segment. A prefix without ``:`` names no service.
     """
-    default_index = settings.toskastore.key_index_key
-    services: list[tuple[str, str | None]] = [
-        (s.key_prefix, s.key_index_key) for s in settings.dashboard.services
-    ]
-    # the mesh's own KeyPrefix setting names one service too (it may itself contain ":")
-    own_prefix = settings.toskastore.key_prefix
-    if own_prefix:
-        services.append((own_prefix if own_prefix.endswith(":") else own_prefix + ":", None))
-    services.sort(key=lambda item: len(item[0]), reverse=True)
+    from .. import mesh  # mesh builds on the providers: import it only when asked
 
-    def index_key_for(prefix: str) -> str | None:
-        for key_prefix, index_key in services:
-            if prefix.startswith(key_prefix):
-                return key_prefix + (index_key or default_index)
-        head, sep, _ = prefix.partition(":")
-        if not sep:
-            return None
-        return f"{head}:{default_index}"
+    def index_key_for(prefix: str) -> tuple[str, str] | None:
+        service = mesh.service_for_key(settings, prefix)
+        return None if service is None else (service.prefix, service.index_full_key)
 
     return index_key_for
 

@@ -38,6 +38,10 @@ class Capabilities:
     non_string_types: bool
     #: the store can stream changes (ToskaStore /kv/watch, Redis keyspace events)
     watch: bool = False
+    #: several keys can be compared and written all or nothing (ToskaStore ``/kv/txn``)
+    transactions: bool = False
+    #: keys can be attached to leases whose expiry they follow (ToskaStore main)
+    leases: bool = False
 
     @property
     def key_listing(self) -> bool:
@@ -81,8 +85,12 @@ class Entry:
 
     @property
     def token(self) -> str:
-        """What a later conditional write compares against: version, else value digest."""
-        if self.version is not None:
+        """What a later conditional write compares against: version, else value digest.
+
+        A leased key's version moves with every keepalive of its lease, so its token is
+        the value's digest: an edit then fails only when the value itself changed.
+        """
+        if self.version is not None and self.lease_id is None:
             return f"v{self.version}"
         return value_token(self.type, self.value, self.content)
 
@@ -116,6 +124,35 @@ class TtlChange:
 
 KEEP_TTL = TtlChange("keep")
 NO_TTL = TtlChange("none")
+
+
+@dataclass(frozen=True)
+class Compare:
+    """One condition of a transaction: every field that is set must hold for ``key``."""
+
+    key: str
+    version: int | None = None
+    exists: bool | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class TxnOp:
+    """One operation of a transaction: ``put`` (value, ``ttl_ms`` None = no expiry),
+    ``delete`` or ``get``."""
+
+    op: Literal["put", "delete", "get"]
+    key: str
+    value: str | None = None
+    ttl_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class TxnResult:
+    """Whether every compare held (so the success ops ran), and each op's answer."""
+
+    succeeded: bool
+    responses: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -215,6 +252,18 @@ class KeyValueProvider(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook: not every provider holds a pool
         """Release pooled connections."""
+
+    def transact(
+        self, compare: Sequence[Compare], success: Sequence[TxnOp],
+        failure: Sequence[TxnOp] = (),
+    ) -> TxnResult:
+        """Run ``success`` if every compare holds, else ``failure``, all or nothing.
+
+        Only stores whose ``capabilities().transactions`` is True implement it.
+        """
+        from .errors import Unsupported
+
+        raise Unsupported("this store has no multi-key transactions", store=self.name)
 
     def iter_keys(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[str]:
         """Every key under ``prefix``, page by page, each at most once."""

@@ -96,6 +96,16 @@ class BadResponse(ProviderError):
     http_status = 502
 
 
+class NotAStore(ProviderError):
+    """The configured address answers, but not as the configured kind of store.
+
+    A mistyped URL must never read as an empty store: every check would then pass.
+    """
+
+    kind = "not-a-store"
+    http_status = 502
+
+
 class InvalidRequest(ProviderError):
     """The store rejected the request itself: 400, or 413 for a value over its size limit."""
 

@@ -1,10 +1,12 @@
 """ToskaStore (HTTP/JSON) behind the ``KeyValueProvider`` contract.
 
-Two server generations are deployed (see docs/mesh-kv.md): current servers (0.9.1+)
-have an ordered range API, versions, TTL metadata and conditional writes; legacy servers
-answer ``{key, value}`` only, list keys in one unpaged unordered request, and some cannot
-list keys at all (then only a service's ``__keys`` index can). The generation is detected
-once, lazily, at first use; views only ever see ``capabilities()``.
+Three server releases are deployed (docs/mesh-kv.md): 0.8 (unpaged, unordered key
+listing), v0.9.1 (cursor key listing) and main (ordered range API, metadata, conditional
+writes, leases, transactions, watch). A release is never guessed from one feature: the
+server is first identified by ``GET /health``; versions and TTLs count only once a GET
+answered with metadata; conditional writes only once the server answered 412 where one
+was due (a v0.9.1 server lists keys with cursors yet silently ignores If-Match); and
+transactions only once ``POST /kv/txn`` answered. Detection runs once, lazily.
 
 Every HTTP call goes through ``_request``, the one place where transport failures and
 error statuses become ``ProviderError``s.
@@ -12,17 +14,15 @@ error statuses become ``ProviderError``s.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
-import email.utils
+import contextlib
 import json
 import re
 import threading
-import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -30,6 +30,7 @@ from . import errors
 from .base import (
     KEEP_TTL,
     Capabilities,
+    Compare,
     Entry,
     EntryPage,
     KeyPage,
@@ -38,69 +39,73 @@ from .base import (
     SegmentListing,
     StoreInfo,
     TtlChange,
+    TxnOp,
+    TxnResult,
     now_ms,
     value_token,
 )
+from .toskastore_wire import (
+    decode_local_cursor,
+    display_url,
+    encode_key,
+    encode_local_cursor,
+    is_int,
+    query,
+    status_error,
+)
+
+__all__ = ["MAX_PAGE", "ToskaStoreProvider", "default_index_key_for", "encode_key"]
 
 #: the server refuses pages over this size (400), so every page request is clamped to it
 MAX_PAGE = 1000
-_CURSOR_PREFIX = "k:"
 _VERSION_TOKEN = re.compile(r"v([0-9]+)")
+#: how often a write is retried when only a lease keepalive moved the key's version
+_ATTEMPTS = 4
+#: keys the capability probes address: never written, only asked about
+_PROBE_PREFIX = "__toska-kv-dashboard:probe:"
+
+#: maps a listing prefix to (service prefix, full key of the ``__keys`` index covering it)
+IndexLocator = Callable[[str], "tuple[str, str] | None"]
 
 
-def default_index_key_for(prefix: str) -> str | None:
-    """The ``__keys`` index covering ``prefix``: its first ``:`` segment + ``:__keys``."""
+def default_index_key_for(prefix: str) -> tuple[str, str] | None:
+    """The index covering ``prefix``: its first ``:`` segment's service and ``__keys``."""
     if ":" not in prefix:
         return None
-    return prefix.split(":", 1)[0] + ":__keys"
-
-
-def encode_key(key: str) -> str:
-    """A key as ONE URL path segment: every reserved character percent-encoded.
-
-    ``quote`` leaves ``.`` alone, so the keys ``.`` and ``..`` would be dot segments
-    that clients and proxies collapse (``/kv/..`` becomes ``/``): encode those dots too.
-    """
-    segment = quote(key, safe="")
-    if segment in (".", ".."):
-        segment = segment.replace(".", "%2E")
-    return segment
-
-
-def _display_url(url: str) -> str:
-    """The base URL without userinfo, so a password in it never reaches a message."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _encode_cursor(last_key: str) -> str:
-    raw = last_key.encode("utf-8", "surrogatepass")
-    return _CURSOR_PREFIX + base64.urlsafe_b64encode(raw).decode("ascii")
+    service = prefix.split(":", 1)[0] + ":"
+    return service, service + "__keys"
 
 
 def _matches(expected: str, entry: Entry) -> bool:
     """Whether ``entry`` is still what the operator saw.
 
     A version token compares versions; a value digest (what unversioned reads such as
-    mget give, even on a current server) compares the value, not ``entry.token``.
+    mget give, and what a leased key's token is) compares the value.
     """
     if expected.startswith("h"):
         return expected == value_token(entry.type, entry.value, entry.content)
-    return expected == entry.token
+    return expected == entry.token or (entry.version is not None and expected == f"v{entry.version}")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+@dataclass
+class _Server:
+    """What the server has proven it can do; ``None`` is "not proven yet"."""
+
+    listing: ListingSource
+    #: GET answers carry metadata (version, TTL, lease): main
+    metadata: bool | None = None
+    #: a conditional write was refused with 412 where one was due
+    conditions: bool | None = None
+    #: ``POST /kv/txn`` answered with ``succeeded``
+    transactions: bool | None = None
+
+
+class _KeepaliveRaced(Exception):
+    """A 412 on a key whose value still matches: its lease's keepalive moved the version."""
 
 
 class ToskaStoreProvider(KeyValueProvider):
-    """A ToskaStore server of either generation, through one pooled ``httpx.Client``."""
+    """A ToskaStore server of any release, through one pooled ``httpx.Client``."""
 
     kind = "toskastore"
 
@@ -112,7 +117,7 @@ class ToskaStoreProvider(KeyValueProvider):
         timeout: float = 5.0,
         legacy_list_cap: int = 10000,
         mget_batch: int = 500,
-        index_key_for: Callable[[str], str | None] | None = None,
+        index_key_for: IndexLocator | None = None,
         name: str | None = None,
     ) -> None:
         if legacy_list_cap < 1:
@@ -120,7 +125,7 @@ class ToskaStoreProvider(KeyValueProvider):
         if mget_batch < 1:
             raise ValueError("mget_batch must be at least 1")
         self.base_url = base_url.rstrip("/")
-        self._display_url = _display_url(self.base_url)
+        self._display_url = display_url(self.base_url)
         self.name = name or f"ToskaStore {self._display_url}"
         self._has_token = bool(token)
         self._timeout = timeout
@@ -134,9 +139,8 @@ class ToskaStoreProvider(KeyValueProvider):
             base_url=self.base_url, timeout=httpx.Timeout(timeout), headers=headers
         )
         self._detect_lock = threading.Lock()
-        self._listing: ListingSource | None = None
-        #: whether GET answers carry metadata; only needed when listing cannot tell
-        #: (index mode): None until the first GET of a key
+        self._server: _Server | None = None
+        #: set by the first GET answer, before or after detection
         self._metadata_seen: bool | None = None
 
     # ------------------------------------------------------------------ transport
@@ -155,7 +159,7 @@ class ToskaStoreProvider(KeyValueProvider):
         """Send one request; map every failure to a ``ProviderError``.
 
         ``path`` is already percent-encoded (keys via ``encode_key``, queries via
-        ``_query``): httpx keeps a pre-encoded path as it is, so ``%2F`` stays inside
+        ``query``): httpx keeps a pre-encoded path as it is, so ``%2F`` stays inside
         the key segment. Statuses in ``allow`` are returned to the caller instead.
         """
         try:
@@ -185,7 +189,8 @@ class ToskaStoreProvider(KeyValueProvider):
         status = response.status_code
         if 200 <= status < 300 or status in allow:
             return response
-        raise self._status_error(response, method, key=key, write=write)
+        raise status_error(response, method, store=self.name, key=key, write=write,
+                           has_token=self._has_token)
 
     @staticmethod
     def _connect_reason(exc: Exception) -> str:
@@ -198,86 +203,6 @@ class ToskaStoreProvider(KeyValueProvider):
         ) or "getaddrinfo" in lowered:
             return "host name not found"
         return text or "connection failed"
-
-    def _status_error(
-        self, response: httpx.Response, method: str, *, key: str | None, write: bool
-    ) -> errors.ProviderError:
-        status = response.status_code
-        body = self._error_body(response)
-        # the human sentence when the server gave one, else its error code
-        human = str(body.get("reason") or "").strip()
-        code = str(body.get("error") or "").strip()
-        reason = human or code
-        detail = f": {reason}" if reason else ""
-        store, what = self.name, (f"key {key!r}" if key is not None else "the request")
-        if status == 401:
-            if not self._has_token:
-                message = "the store requires a token (401) and none is configured"
-            elif write:
-                message = "the token was refused (401) for a write: it needs write scope"
-            else:
-                message = "the token was refused (401)"
-            # "unauthorized" as a code adds nothing; a reason sentence might
-            return errors.Unauthorized(message + (f": {human}" if human else ""),
-                                       store=store, key=key)
-        if status == 403:
-            if not human and (not code or "read_only" in code or "follower" in code):
-                reason = "read-only follower"
-            verb = "write" if write else "request"
-            return errors.Forbidden(f"the store refused the {verb} (403): {reason}",
-                                    store=store, key=key)
-        if status == 404:
-            if key is not None:
-                return errors.NotFound(f"key {key!r} not found", store=store, key=key)
-            return errors.NotFound(f"{method} {response.request.url.path} not found (404)",
-                                   store=store)
-        if status == 412:
-            return errors.Conflict(f"{what} changed since it was read (412)", store=store, key=key)
-        if status == 413:
-            limit = body.get("max_bytes", body.get("max"))
-            if _is_int(limit):
-                message = f"value too large: over {limit} bytes"
-            else:
-                message = "value too large for the store's request size limit (413)"
-            return errors.InvalidRequest(message, store=store, key=key)
-        if status == 400:
-            return errors.InvalidRequest(f"the store rejected {what} (400){detail}",
-                                         store=store, key=key)
-        if status == 429:
-            retry_after = self._retry_after(response.headers.get("Retry-After"))
-            hint = f"; retry after {retry_after:g}s" if retry_after is not None else ""
-            return errors.RateLimited(f"rate limited by the store (429){hint}",
-                                      store=store, key=key, retry_after=retry_after)
-        if status in (502, 503, 504):
-            return errors.Unavailable(f"store unavailable ({status}){detail}",
-                                      store=store, key=key)
-        if status >= 500:
-            return errors.BadResponse(f"server error ({status}){detail}", store=store, key=key)
-        return errors.InvalidRequest(f"the store answered {status}{detail}", store=store, key=key)
-
-    @staticmethod
-    def _error_body(response: httpx.Response) -> dict[str, Any]:
-        # error bodies are JSON {error, reason?, ...} by contract, but a proxy in front
-        # may answer HTML: never fail while describing a failure
-        try:
-            body = response.json()
-        except ValueError:
-            return {}
-        return body if isinstance(body, dict) else {}
-
-    @staticmethod
-    def _retry_after(value: str | None) -> float | None:
-        if not value:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
-        try:  # the HTTP-date form
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
 
     def _json(self, response: httpx.Response, what: str, *, key: str | None = None) -> dict:
         """The JSON object in a 2xx answer, else ``BadResponse``."""
@@ -298,18 +223,6 @@ class ToskaStoreProvider(KeyValueProvider):
     def _bad(self, what: str, key: str | None = None) -> errors.BadResponse:
         return errors.BadResponse(f"unexpected answer shape: {what}", store=self.name, key=key)
 
-    @staticmethod
-    def _query(**params: Any) -> str:
-        # %20 rather than '+' for spaces: unambiguous for every server's query parser
-        pairs = []
-        for name, value in params.items():
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                value = "true" if value else "false"
-            pairs.append((name, str(value)))
-        return urlencode(pairs, quote_via=quote, safe="")
-
     def _key_path(self, key: str) -> str:
         if not isinstance(key, str) or key == "":
             raise errors.InvalidRequest("a key must be a non-empty string", store=self.name,
@@ -318,45 +231,138 @@ class ToskaStoreProvider(KeyValueProvider):
 
     # ------------------------------------------------------------------ detection
 
-    def _ensure_detected(self) -> ListingSource:
-        """Detect how the server lists keys, once; failures are not cached (retried)."""
-        listing = self._listing
-        if listing is not None:
-            return listing
+    def _detected(self) -> _Server:
+        """Identify the server and how it lists keys, once; failures are retried next time."""
+        server = self._server
+        if server is not None:
+            return server
         with self._detect_lock:
-            if self._listing is None:
-                self._listing = self._detect()
-            return self._listing
+            if self._server is None:
+                self._server = self._detect()
+            return self._server
 
-    def _detect(self) -> ListingSource:
-        response = self._request("GET", "/kv?" + self._query(limit=1), allow=(404,))
+    def _ensure_detected(self) -> ListingSource:
+        return self._detected().listing
+
+    def _not_a_store(self, why: str) -> errors.NotAStore:
+        return errors.NotAStore(
+            f"{self._display_url} is not a ToskaStore server: {why} (a ToskaStore answers "
+            "GET /health with JSON holding a status)", store=self.name,
+        )
+
+    def _identify(self) -> None:
+        """``GET /health`` must answer JSON with a ``status``: else this is not a ToskaStore.
+
+        Without this, a mistyped URL (a server answering 404 or HTML to everything)
+        would look like a store without key listing, and every check would pass.
+        """
+        try:
+            response = self._request("GET", "/health", allow=(503,))
+        except errors.NotFound:
+            raise self._not_a_store("GET /health answered 404") from None
+        except (errors.InvalidRequest, errors.BadResponse) as exc:
+            raise self._not_a_store(f"GET /health failed ({exc.message})") from None
+        try:
+            body = response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type")
+            raise self._not_a_store(f"GET /health answered {kind}, not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+            raise self._not_a_store("GET /health answered JSON without a status")
+
+    def _detect(self) -> _Server:
+        self._identify()
+        server: _Server
+        sample: str | None = None
+        response = self._request("GET", "/kv?" + query(limit=1, include_metadata=True),
+                                 allow=(404,))
         if response.status_code == 200:
-            self._json(response, "range listing probe")
-            return "range"
-        response = self._request("GET", "/kv/keys?" + self._query(limit=1), allow=(404,))
-        if response.status_code == 404:
-            return "index"
-        data = self._json(response, "key listing probe")
-        return "cursor" if "next_cursor" in data else "legacy"
+            items = self._json(response, "range listing probe").get("items")
+            if not isinstance(items, list):
+                raise self._not_a_store("GET /kv answered without a list of items")
+            server = _Server("range")
+            if items and isinstance(items[0], dict):
+                server.metadata = isinstance(items[0].get("metadata"), dict)
+        else:
+            response = self._request("GET", "/kv/keys?" + query(limit=1), allow=(404,))
+            if response.status_code == 404:
+                server = _Server("index")
+            else:
+                data = self._json(response, "key listing probe")
+                keys = data.get("keys")
+                if not isinstance(keys, list):
+                    raise self._not_a_store("GET /kv/keys answered without a list of keys")
+                server = _Server("cursor" if "next_cursor" in data else "legacy")
+                sample = keys[0] if keys and isinstance(keys[0], str) else None
+        if server.metadata is None and self._metadata_seen is None and sample is not None:
+            with contextlib.suppress(errors.NotFound):  # expired since it was listed
+                self._read(sample)  # one GET tells whether answers carry metadata
+        if server.metadata is None:
+            server.metadata = self._metadata_seen
+        if server.metadata is not False:
+            # metadata seen, or nothing to read it from (an empty store): the probes say
+            self._probe_writes(server)
+        return server
 
-    def _versions(self) -> bool:
-        """The server keeps versions/TTLs (so it also honours conditional writes)."""
-        listing = self._ensure_detected()
-        if listing in ("range", "cursor"):
-            return True
-        if listing == "legacy":
-            return False
-        return bool(self._metadata_seen)
+    def _probe_writes(self, server: _Server) -> None:
+        """Prove conditional writes and transactions without writing anything.
+
+        A DELETE of a key that does not exist, conditional on version 1, is refused
+        with 412 by a server that honours conditions; one that ignores them deletes
+        nothing (the key is not there). A transaction whose only compare fails runs no
+        operation. Both need write scope: a read-only token leaves them unproven.
+        """
+        probe = _PROBE_PREFIX + uuid.uuid4().hex
+        try:
+            answer = self._request("DELETE", self._key_path(probe), headers={"If-Match": '"1"'},
+                                   write=True, allow=(412,))
+            server.conditions = answer.status_code == 412
+            answer = self._request(
+                "POST", "/kv/txn", write=True, allow=(404, 405),
+                json_body={"compare": [{"key": probe, "exists": True}], "success": [],
+                           "failure": []},
+            )
+            data = self._json(answer, "transaction probe") if answer.status_code == 200 else {}
+            server.transactions = data.get("succeeded") is False
+        except (errors.Unauthorized, errors.Forbidden):
+            pass  # unproven; a write with this token would be refused anyway
+
+    def _note_metadata(self, seen: bool) -> None:
+        if self._metadata_seen is None:
+            self._metadata_seen = seen
+        server = self._server
+        if server is not None and server.metadata is None:
+            server.metadata = seen
+
+    def _conditions(self) -> bool:
+        """Whether this server honours conditional writes (probed on first need)."""
+        server = self._detected()
+        if server.conditions is None and server.metadata is not False:
+            self._probe_writes(server)
+        return bool(server.conditions)
 
     def capabilities(self) -> Capabilities:
-        """What this server can do; contacts it once (first use) to detect its generation."""
-        listing = self._ensure_detected()
-        versions = self._versions()
+        """What this server has proven it can do; contacts it once (first use)."""
+        server = self._detected()
+        # a 412 for If-Match on an absent key proves the server compares versions
+        versions = bool(server.metadata or server.conditions)
         return Capabilities(
-            listing=listing, ordered=True, versions=versions, ttl_visible=versions,
-            atomic_cas=versions, mget_ttl=False, non_string_types=False,
-            watch=listing == "range",
+            listing=server.listing, ordered=True, versions=versions, ttl_visible=versions,
+            atomic_cas=bool(server.conditions), mget_ttl=False, non_string_types=False,
+            watch=versions and server.listing == "range",
+            transactions=bool(server.transactions), leases=versions and bool(server.conditions),
         )
+
+    def release(self) -> str:
+        """A name for what the server proved: ``main``, ``0.9.1``, ``0.8`` or a description."""
+        server = self._detected()
+        if server.metadata or server.conditions:
+            return "main" if server.listing == "range" else "conditional writes, no range API"
+        if server.listing == "cursor":
+            return "0.9.1"
+        if server.listing == "legacy":
+            return "0.8"
+        return "unknown (no key listing)"
 
     # ------------------------------------------------------------------ entries
 
@@ -377,9 +383,9 @@ class ToskaStoreProvider(KeyValueProvider):
         created_at = meta.get("created_at")
         updated_at = meta.get("updated_at")
         lease_id = meta.get("lease_id")
-        if not _is_int(version) or not (expires_at is None or _is_int(expires_at)):
+        if not is_int(version) or not (expires_at is None or is_int(expires_at)):
             raise self._bad(f"{what}: metadata version/expires_at are not integers", key)
-        if not all(v is None or _is_int(v) for v in (created_at, updated_at)):
+        if not all(v is None or is_int(v) for v in (created_at, updated_at)):
             raise self._bad(f"{what}: metadata timestamps are not integers", key)
         if lease_id is not None and not isinstance(lease_id, str):
             raise self._bad(f"{what}: metadata lease_id is not a string", key)
@@ -393,12 +399,14 @@ class ToskaStoreProvider(KeyValueProvider):
         )
 
     def get(self, key: str) -> Entry:
-        """Read one key (value, version, TTL); ``NotFound`` when it is absent or expired."""
+        """Read one key (value, version, TTL, lease); ``NotFound`` when absent or expired."""
+        self._detected()  # a wrong URL fails as "not a ToskaStore", never as a missing key
+        return self._read(key)
+
+    def _read(self, key: str) -> Entry:
         response = self._request("GET", self._key_path(key), key=key)
         data = self._json(response, "GET key", key=key)
-        # the first read tells an index-mode server's generation (no listing to probe)
-        if self._metadata_seen is None:
-            self._metadata_seen = data.get("metadata") is not None
+        self._note_metadata(data.get("metadata") is not None)
         return self._entry(data, key, what="GET key")
 
     def _get_or_none(self, key: str) -> Entry | None:
@@ -411,6 +419,8 @@ class ToskaStoreProvider(KeyValueProvider):
         """Values of many keys, ``mget_batch`` keys per request; TTLs are not reported."""
         unique = list(dict.fromkeys(keys))  # de-duplicate, keep input order
         result: dict[str, Entry | None] = {}
+        if unique:
+            self._detected()
         for start in range(0, len(unique), self._mget_batch):
             batch = unique[start:start + self._mget_batch]
             response = self._request("POST", "/kv/mget", json_body={"keys": batch})
@@ -436,7 +446,7 @@ class ToskaStoreProvider(KeyValueProvider):
         listing = self._ensure_detected()
         if listing == "range":
             data = self._json(self._request(
-                "GET", "/kv?" + self._query(prefix=prefix, limit=limit, cursor=cursor or None)
+                "GET", "/kv?" + query(prefix=prefix, limit=limit, cursor=cursor or None)
             ), "range listing")
             items = data.get("items")
             if not isinstance(items, list) or not all(
@@ -446,7 +456,7 @@ class ToskaStoreProvider(KeyValueProvider):
             return KeyPage([i["key"] for i in items], self._next_cursor(data), source="range")
         if listing == "cursor":
             data = self._json(self._request(
-                "GET", "/kv/keys?" + self._query(prefix=prefix, limit=limit, cursor=cursor or None)
+                "GET", "/kv/keys?" + query(prefix=prefix, limit=limit, cursor=cursor or None)
             ), "key listing")
             keys = self._string_list(data.get("keys"), "key listing: 'keys'")
             return KeyPage(keys, self._next_cursor(data), source="cursor")
@@ -473,7 +483,7 @@ class ToskaStoreProvider(KeyValueProvider):
         past_sep = chr(ord(sep) + 1)
         while len(folders) + len(leaves) < limit:
             data = self._json(self._request(
-                "GET", "/kv?" + self._query(prefix=prefix, start=start, limit=1)
+                "GET", "/kv?" + query(prefix=prefix, start=start, limit=1)
             ), "range listing")
             items = data.get("items")
             if not isinstance(items, list):
@@ -508,7 +518,7 @@ class ToskaStoreProvider(KeyValueProvider):
         # legacy /kv/keys has no cursor and no order: one request for up to cap+1 keys
         # (the extra one tells us the cap was hit), sorted here
         data = self._json(self._request(
-            "GET", "/kv/keys?" + self._query(prefix=prefix, limit=self._legacy_list_cap + 1)
+            "GET", "/kv/keys?" + query(prefix=prefix, limit=self._legacy_list_cap + 1)
         ), "legacy key listing")
         keys = sorted({k for k in self._string_list(data.get("keys"), "legacy key listing: 'keys'")
                        if k.startswith(prefix)})
@@ -516,24 +526,24 @@ class ToskaStoreProvider(KeyValueProvider):
         return keys[:self._legacy_list_cap], truncated
 
     def _index_keys(self, prefix: str) -> list[str]:
-        index_key = self._index_key_for(prefix)
-        if not index_key:
+        located = self._index_key_for(prefix)
+        if not located:
             return []
+        service_prefix, index_key = located
         try:
             entry = self.get(index_key)
         except errors.NotFound:
             return []  # no index yet: nothing to list, not an error
         try:
             names = json.loads(entry.value or "")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise errors.BadResponse(f"key index {index_key!r} is not valid JSON",
                                      store=self.name, key=index_key) from exc
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise errors.BadResponse(f"key index {index_key!r} is not a JSON array of strings",
                                      store=self.name, key=index_key)
-        # index entries are stored without the service prefix: everything up to and
-        # including the last ':' of the index key (``svc:__keys`` -> ``svc:``)
-        service_prefix = index_key[: index_key.rfind(":") + 1]
+        # index entries are stored without the service prefix (the index key itself
+        # may hold ':', so the prefix comes from the locator, not from the key)
         full = {service_prefix + n for n in names}  # the index may hold duplicates
         return sorted(k for k in full if k.startswith(prefix))
 
@@ -544,26 +554,17 @@ class ToskaStoreProvider(KeyValueProvider):
         """Page a sorted list with our own cursor: the last key served, base64-encoded."""
         start = 0
         if cursor:
-            start = bisect.bisect_right(keys, self._decode_cursor(cursor))
+            start = bisect.bisect_right(keys, decode_local_cursor(cursor, self.name))
         page = keys[start:start + limit]
         more = start + limit < len(keys)
-        return KeyPage(page, _encode_cursor(page[-1]) if more and page else None,
+        return KeyPage(page, encode_local_cursor(page[-1]) if more and page else None,
                        truncated=truncated, source=source)
-
-    def _decode_cursor(self, cursor: str) -> str:
-        if not cursor.startswith(_CURSOR_PREFIX):
-            raise errors.InvalidRequest("invalid listing cursor", store=self.name)
-        try:
-            raw = base64.urlsafe_b64decode(cursor[len(_CURSOR_PREFIX):].encode("ascii"))
-            return raw.decode("utf-8", "surrogatepass")
-        except (ValueError, binascii.Error, UnicodeError) as exc:
-            raise errors.InvalidRequest("invalid listing cursor", store=self.name) from exc
 
     def scan(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100) -> EntryPage:
         """One page of entries: one range request (current), else a key page + one mget."""
         limit = max(1, min(int(limit), MAX_PAGE))
         if self._ensure_detected() == "range":
-            data = self._json(self._request("GET", "/kv?" + self._query(
+            data = self._json(self._request("GET", "/kv?" + query(
                 prefix=prefix, limit=limit, cursor=cursor or None,
                 include_values=True, include_metadata=True,
             )), "range scan")
@@ -588,7 +589,7 @@ class ToskaStoreProvider(KeyValueProvider):
         response = self._request("PUT", self._key_path(key), json_body=body, headers=headers,
                                  key=key, write=True)
         data = self._json(response, "PUT key (the write may have happened)", key=key)
-        if "value" not in data:  # a legacy acknowledgement {ok, key}
+        if "value" not in data:  # an acknowledgement {ok, key} (0.8, 0.9.1)
             data = {**data, "value": value}
         return self._entry(data, key, what="PUT key")
 
@@ -601,76 +602,102 @@ class ToskaStoreProvider(KeyValueProvider):
     ) -> Entry:
         """Write a string value, conditional on ``expected``/``create_only``.
 
-        A plain ToskaStore PUT drops the TTL, so ``keep`` reads the remaining time and
-        sends it, guarded by ``If-Match`` on the version just read. Legacy servers
-        honour no conditions: checks there are a read-then-write, best effort only.
+        A plain ToskaStore PUT drops the TTL and detaches the key from its lease, so
+        ``keep`` re-attaches a leased key to its lease (its expiry follows the lease) and
+        otherwise sends the remaining time. Where the server honours conditions the write
+        carries ``If-Match``/``If-None-Match``; where it does not (0.8, v0.9.1) every check
+        is a read before the write: best effort, and ``capabilities().atomic_cas`` says so.
         """
         if not isinstance(value, str):
             raise errors.InvalidRequest("values must be strings", store=self.name, key=key)
         self._key_path(key)  # validates the key before any request
-        versions = self._versions()
-        body: dict[str, Any] = {"value": value}
-        headers: dict[str, str] = {}
-
+        conditions = self._conditions()
         if create_only:
-            body["ttl_ms"] = ttl.ms if ttl.mode == "set" else None  # nothing to keep
+            return self._create(key, value, ttl, conditions)
+        for _ in range(_ATTEMPTS):
+            try:
+                return self._replace(key, value, ttl, expected, conditions)
+            except _KeepaliveRaced:
+                continue  # read again: the value still matched, only the version moved
+        raise self._conflict(key, f"key {key!r} kept changing while being written; nothing was "
+                             "written", self._get_or_none(key))
+
+    def _create(self, key: str, value: str, ttl: TtlChange, conditions: bool) -> Entry:
+        body: dict[str, Any] = {"value": value, "ttl_ms": ttl.ms if ttl.mode == "set" else None}
+        headers: dict[str, str] = {}
+        if conditions:
             body["if_absent"] = True
             headers["If-None-Match"] = "*"
-            if not versions:
-                # best effort, NOT atomic: a legacy server ignores the conditions, so
-                # check first; another writer may still create the key in between
-                existing = self._get_or_none(key)
-                if existing is not None:
-                    raise self._conflict(key, f"key {key!r} already exists", existing)
-            try:
-                return self._put(key, body, headers, value)
-            except errors.Conflict:
-                raise self._conflict(key, f"key {key!r} already exists",
-                                     self._get_or_none(key)) from None
-
-        current: Entry | None = None
-        if ttl.mode == "keep":
-            if self._ensure_detected() == "legacy":
-                raise self._keep_unsupported(key)
-            current = self.get(key)  # NotFound: nothing to keep
-            if not current.ttl_known:
-                raise self._keep_unsupported(key)
-            if expected is not None and not _matches(expected, current):
-                raise self._conflict(key, f"key {key!r} changed since it was read", current)
-            if current.expires_at_ms is None:
-                body["ttl_ms"] = None
-            else:
-                remaining = current.expires_at_ms - now_ms()
-                if remaining <= 0:
-                    # never send ttl_ms <= 0: the server would delete the key
-                    raise errors.NotFound(f"key {key!r} expired before it could be written",
-                                          store=self.name, key=key)
-                body["ttl_ms"] = remaining
         else:
-            body["ttl_ms"] = ttl.ms if ttl.mode == "set" else None
-            match = _VERSION_TOKEN.fullmatch(expected or "")
-            if expected is not None and not (versions and match):
-                # a value digest (or a server without versions): compare what is there
-                current = self._get_or_none(key)
-                if current is None:
-                    raise self._conflict(key, f"key {key!r} was deleted since it was read", None)
-                if not _matches(expected, current):
-                    raise self._conflict(key, f"key {key!r} changed since it was read", current)
-                # on legacy servers the write below is unconditional: best effort, the
-                # key may still change between this read and the write
-            elif match:
-                headers["If-Match"] = f'"{match.group(1)}"'
-        if current is not None and current.version is not None:
-            # close the window between our read and our write where the server can
-            headers["If-Match"] = f'"{current.version}"'
+            # NOT atomic: this server ignores if_absent, so look first; a key another
+            # writer creates between this read and the write below is overwritten
+            existing = self._get_or_none(key)
+            if existing is not None:
+                raise self._conflict(key, f"key {key!r} already exists", existing)
         try:
             return self._put(key, body, headers, value)
-        except (errors.Conflict, errors.NotFound):
-            if "If-Match" not in headers:
-                raise
+        except errors.Conflict:
+            raise self._conflict(key, f"key {key!r} already exists",
+                                 self._get_or_none(key)) from None
+
+    def _replace(
+        self, key: str, value: str, ttl: TtlChange, expected: str | None, conditions: bool,
+    ) -> Entry:
+        version = _VERSION_TOKEN.fullmatch(expected or "")
+        current: Entry | None = None
+        if ttl.mode == "keep" or (expected is not None and not (conditions and version)):
+            current = self._get_or_none(key)
+            if current is None:
+                if expected is not None:
+                    raise self._conflict(key, f"key {key!r} was deleted since it was read", None)
+                raise errors.NotFound(f"key {key!r} not found: there is no TTL to keep",
+                                      store=self.name, key=key)
+            if expected is not None and not _matches(expected, current):
+                raise self._conflict(key, f"key {key!r} changed since it was read", current)
+        body: dict[str, Any] = {"value": value}
+        if ttl.mode != "keep":
+            body["ttl_ms"] = ttl.ms if ttl.mode == "set" else None
+        else:
+            assert current is not None
+            body.update(self._kept_ttl(current))
+        headers: dict[str, str] = {}
+        if conditions:
+            pinned = current.version if current is not None else None
+            if pinned is None and version:
+                pinned = int(version.group(1))
+            if pinned is not None:
+                headers["If-Match"] = f'"{pinned}"'
+        try:
+            return self._put(key, body, headers, value)
+        except errors.Conflict:
             now = self._get_or_none(key)
+            if now is not None and current is not None and expected is not None and _matches(
+                    expected, now):
+                raise _KeepaliveRaced() from None
             gone = "was deleted" if now is None else "changed"
             raise self._conflict(key, f"key {key!r} {gone} since it was read", now) from None
+        except errors.NotFound:
+            if "lease_id" not in body:
+                raise
+            now = self._get_or_none(key)
+            raise self._conflict(
+                key, f"the lease {body['lease_id']!r} of key {key!r} ended (expired or revoked) "
+                "before the write; nothing was written", now) from None
+
+    def _kept_ttl(self, current: Entry) -> dict[str, Any]:
+        """The body fields that keep ``current``'s expiry: its lease, or the remaining time."""
+        if current.lease_id is not None:
+            return {"lease_id": current.lease_id}
+        if not current.ttl_known:
+            raise self._keep_unsupported(current.key)
+        if current.expires_at_ms is None:
+            return {"ttl_ms": None}
+        remaining = current.expires_at_ms - now_ms()
+        if remaining <= 0:
+            # never send ttl_ms <= 0: the server would delete the key
+            raise errors.NotFound(f"key {current.key!r} expired before it could be written",
+                                  store=self.name, key=current.key)
+        return {"ttl_ms": remaining}
 
     def _keep_unsupported(self, key: str) -> errors.Unsupported:
         return errors.Unsupported(
@@ -684,45 +711,79 @@ class ToskaStoreProvider(KeyValueProvider):
 
         The server answers ok whether or not the key existed, so without ``expected``
         one GET first reports existence (informational: not atomic with the delete).
-        With a version token the delete is conditional on the server (If-Match).
+        Where the server honours conditions the delete carries ``If-Match``; elsewhere
+        the check is a read before the delete (best effort).
         """
         path = self._key_path(key)
-        versions = self._versions()
-        headers: dict[str, str] = {}
-        match = _VERSION_TOKEN.fullmatch(expected or "")
-        if expected is None:
-            existed = self._get_or_none(key) is not None
-        elif versions and match:
-            headers["If-Match"] = f'"{match.group(1)}"'
-            existed = True
-        else:
-            # value digest: compare, then (when the server has versions) pin the version
-            # read; on legacy servers this is best effort, not atomic
-            current = self._get_or_none(key)
-            if current is None:
-                raise self._conflict(key, f"key {key!r} was deleted since it was read", None)
-            if not _matches(expected, current):
-                raise self._conflict(key, f"key {key!r} changed since it was read", current)
-            if current.version is not None:
-                headers["If-Match"] = f'"{current.version}"'
-            existed = True
-        try:
-            self._request("DELETE", path, headers=headers, key=key, write=True)
-        except errors.NotFound:
-            if headers:
-                raise self._conflict(key, f"key {key!r} was deleted since it was read",
-                                     None) from None
-            return False  # some servers answer 404 for an absent key
-        except errors.Conflict:
-            now = self._get_or_none(key)
-            gone = "was deleted" if now is None else "changed"
-            raise self._conflict(key, f"key {key!r} {gone} since it was read", now) from None
-        return existed
+        conditions = self._conditions()
+        for _ in range(_ATTEMPTS):
+            headers: dict[str, str] = {}
+            version = _VERSION_TOKEN.fullmatch(expected or "")
+            current: Entry | None = None
+            if expected is None:
+                existed = self._get_or_none(key) is not None
+            elif conditions and version:
+                headers["If-Match"] = f'"{version.group(1)}"'
+                existed = True
+            else:
+                current = self._get_or_none(key)
+                if current is None:
+                    raise self._conflict(key, f"key {key!r} was deleted since it was read", None)
+                if not _matches(expected, current):
+                    raise self._conflict(key, f"key {key!r} changed since it was read", current)
+                if conditions and current.version is not None:
+                    headers["If-Match"] = f'"{current.version}"'
+                existed = True
+            try:
+                self._request("DELETE", path, headers=headers, key=key, write=True)
+            except errors.NotFound:
+                if headers:
+                    raise self._conflict(key, f"key {key!r} was deleted since it was read",
+                                         None) from None
+                return False  # some servers answer 404 for an absent key
+            except errors.Conflict:
+                now = self._get_or_none(key)
+                if now is not None and current is not None and expected is not None and _matches(
+                        expected, now):
+                    continue  # a keepalive moved the version, the value is unchanged
+                gone = "was deleted" if now is None else "changed"
+                raise self._conflict(key, f"key {key!r} {gone} since it was read", now) from None
+            return existed
+        raise self._conflict(key, f"key {key!r} kept changing while being deleted; nothing was "
+                             "deleted", self._get_or_none(key))
+
+    # ------------------------------------------------------------------ transactions
+
+    def transact(
+        self, compare: Sequence[Compare], success: Sequence[TxnOp],
+        failure: Sequence[TxnOp] = (),
+    ) -> TxnResult:
+        """``POST /kv/txn``: all compares hold → ``success`` ops, else ``failure`` ops, atomically.
+
+        A transaction's put carries no lease: it detaches a leased key (callers keep leased
+        keys out of transactions). ``Unsupported`` where the server has no transactions.
+        """
+        if not self._detected().transactions:
+            raise errors.Unsupported("this ToskaStore server has no transactions (/kv/txn)",
+                                     store=self.name)
+        body = {
+            "compare": [_compare_json(c) for c in compare],
+            "success": [_op_json(o) for o in success],
+            "failure": [_op_json(o) for o in failure],
+        }
+        data = self._json(self._request("POST", "/kv/txn", json_body=body, write=True),
+                          "transaction (it may have been applied)")
+        succeeded = data.get("succeeded")
+        responses = data.get("responses")
+        if not isinstance(succeeded, bool) or not isinstance(responses, list):
+            raise self._bad("transaction: no 'succeeded' flag or 'responses' list")
+        return TxnResult(succeeded, [r for r in responses if isinstance(r, dict)])
 
     # ------------------------------------------------------------------ status
 
     def info(self) -> StoreInfo:
         """Health (/health), statistics (/stats) and status (/status) of the server."""
+        server = self._detected()  # identifies the server first: a wrong URL fails here
         # /health answers 503 with a body while starting or unhealthy: that is an answer
         health = self._json(self._request("GET", "/health", allow=(503,)), "/health")
         status = health.get("status")
@@ -737,26 +798,55 @@ class ToskaStoreProvider(KeyValueProvider):
             server_status = self._json(self._request("GET", "/status"), "/status").get("status")
         except (errors.NotFound, errors.BadResponse, errors.InvalidRequest):
             server_status = None  # informational only
-        listing = self._ensure_detected()
-        if listing in ("range", "cursor"):
-            generation = "current"
-            detail = ("ordered range listing, versions and TTLs" if listing == "range" else
-                      "keys listed by cursor pages (no ordered range API); versions and TTLs")
-        elif listing == "legacy":
-            generation = "legacy"
-            detail = ("legacy server: TTLs and versions unknown; keys listed in one unpaged "
-                      f"request (at most {self._legacy_list_cap})")
+        release = self.release()
+        listing = {
+            "range": "ordered range listing",
+            "cursor": "keys listed by cursor pages (no ordered range API)",
+            "legacy": f"keys listed in one unpaged request (at most {self._legacy_list_cap})",
+            "index": "keys listed from the __keys index (server has no key listing)",
+        }[server.listing]
+        if server.metadata or server.conditions:
+            writes = ("conditional writes" if server.conditions else
+                      "conditional writes not proven (read-only token?)")
+            extra = [f"versions, TTLs and leases; {writes}"]
+            if server.transactions:
+                extra.append("transactions")
+        elif server.metadata is False or server.conditions is False:
+            extra = ["TTLs and versions unknown; conditional writes ignored (checks are "
+                     "read-then-write)"]
         else:
-            generation = {True: "current", False: "legacy", None: "unknown"}[self._metadata_seen]
-            detail = "keys listed from the __keys index (server has no key listing)"
-            if self._metadata_seen is False:
-                detail += "; TTLs and versions unknown"
-        extras = [f"health: {status}" if status and not healthy else "",
-                  f"status: {server_status}" if server_status not in (None, "running") else ""]
-        detail = "; ".join([detail, *[e for e in extras if e]])
+            extra = ["TTLs and versions not known yet"]
+        notes = [f"health: {status}" if status and not healthy else "",
+                 f"status: {server_status}" if server_status not in (None, "running") else ""]
+        detail = "; ".join([listing, *extra, *[n for n in notes if n]])
+        if server.metadata or server.conditions:
+            generation = "current"
+        elif server.metadata is False or server.conditions is False:
+            generation = "legacy"
+        else:
+            generation = "unknown"
         return StoreInfo(kind=self.kind, name=self.name, healthy=healthy, generation=generation,
-                         detail=detail, stats=stats)
+                         detail=f"release {release}: {detail}", stats=stats)
 
     def close(self) -> None:
         """Close the pooled HTTP connections."""
         self._client.close()
+
+
+def _compare_json(compare: Compare) -> dict[str, Any]:
+    body: dict[str, Any] = {"key": compare.key}
+    if compare.version is not None:
+        body["version"] = compare.version
+    if compare.exists is not None:
+        body["exists"] = compare.exists
+    if compare.value is not None:
+        body["value"] = compare.value
+    return body
+
+
+def _op_json(op: TxnOp) -> dict[str, Any]:
+    body: dict[str, Any] = {"op": op.op, "key": op.key}
+    if op.op == "put":
+        body["value"] = op.value
+        body["ttl_ms"] = op.ttl_ms
+    return body
