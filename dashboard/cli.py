@@ -513,6 +513,11 @@ def _run_repair_index(args: argparse.Namespace) -> int:
                  else "")
         print(f"Repaired {service.index_full_key}: added {len(result.added)}, removed "
               f"{len(result.removed)} key(s) in {result.attempts} write attempt(s){saved}.")
+    if result.undone:
+        print(f"warning: right after the repair a mesh service rewrote the index from what it had "
+              f"read before; {len(result.undone)} change(s) are undone ({_some(result.undone)}). "
+              "Check again.", file=sys.stderr)
+        return EXIT_DRIFT
     return 0
 
 

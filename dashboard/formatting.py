@@ -86,29 +86,6 @@ def preview(entry: Entry, limit: int = 120) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def pretty_json(value: str | None) -> str | None:
-    """Indented JSON when the value parses as JSON, else None (show it raw)."""
-    if value is None:
-        return None
-    try:
-        return json.dumps(json.loads(value), indent=2, ensure_ascii=False)
-    except (json.JSONDecodeError, RecursionError):
-        return None
-
-
-def compact_json_of(data) -> str:
-    """The runtime's serialisation: compact, non-ASCII kept as is."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-def compact_json(value: str | None) -> str | None:
-    """The value re-serialised compactly when it is JSON, else None."""
-    try:
-        return compact_json_of(json.loads(value or ""))
-    except (json.JSONDecodeError, RecursionError):
-        return None
-
-
 def pretty_content(content) -> str:
     """A Redis collection's contents as indented JSON (HTML-escaped later by Jinja)."""
     return json.dumps(content, indent=2, ensure_ascii=False, default=str)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from .formatting import compact_json_of
+from . import meshjson
 from .providers.base import NO_TTL, Entry, KeyValueProvider, now_ms
 from .providers.errors import Conflict, NotFound, ProviderError
 
@@ -143,6 +143,12 @@ def parse_index(entry: Entry) -> list[str]:
             f"index {entry.key!r} is not valid JSON ({error.msg} at position {error.pos}); "
             f"it starts with {(entry.value or '')[:200]!r}", key=entry.key,
         ) from None
+    except (ValueError, RecursionError):
+        # nested too deep, or a number over Python's digit limit: no array of strings
+        raise MalformedIndex(
+            f"index {entry.key!r} is not a JSON array of strings (nested too deep or an "
+            f"oversized number); it starts with {(entry.value or '')[:200]!r}", key=entry.key,
+        ) from None
     if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
         raise MalformedIndex(
             f"index {entry.key!r} is not a JSON array of strings; it starts with "
@@ -152,8 +158,8 @@ def parse_index(entry: Entry) -> list[str]:
 
 
 def serialise_index(keys: Iterable[str]) -> str:
-    """The runtime's format: a compact JSON array of strings."""
-    return compact_json_of(list(keys))
+    """The runtime's bytes: System.Text.Json's compact array, non-ASCII escaped."""
+    return meshjson.dumps(list(keys))
 
 
 def read_index_entry(provider: KeyValueProvider, service: Service) -> Entry | None:
@@ -176,28 +182,37 @@ def has_index(provider: KeyValueProvider, service: Service) -> bool:
 
 def update_index(
     provider: KeyValueProvider, service: Service, *, add: Iterable[str] = (),
-    remove: Iterable[str] = (), attempts: int = 8,
-) -> bool:
+    remove: Iterable[str] = (), attempts: int = 8, create_missing: bool = False,
+) -> str:
     """Add/remove keys (without the prefix) in the service's index, compare-and-swap.
 
     Unlike the runtime's blind read-modify-write, a concurrent change makes us re-read and
-    re-apply, so nothing another writer added is lost. Returns False if there is no index.
+    re-apply, so nothing another writer added is lost. A missing index is created (with
+    just the added keys, as the runtime's first write does) only with ``create_missing``.
+    Returns "missing", "unchanged", "updated" or "created".
     """
     add = [k for k in add if k != service.index_key]
     remove = set(remove)
     for _ in range(attempts):
         current = read_index(provider, service)
         if current is None:
-            return False
+            if not create_missing:
+                return "missing"
+            try:
+                provider.put(service.index_full_key, serialise_index(dict.fromkeys(add)),
+                             ttl=NO_TTL, create_only=True)
+                return "created"
+            except Conflict:
+                continue
         keys, entry = current
         updated = [k for k in keys if k not in remove]
         present = set(updated)
         updated.extend(k for k in dict.fromkeys(add) if k not in present)
         if updated == keys:
-            return True
+            return "unchanged"
         try:
             provider.put(entry.key, serialise_index(updated), ttl=NO_TTL, expected=entry.token)
-            return True
+            return "updated"
         except Conflict:
             continue
     raise Conflict(
@@ -511,6 +526,8 @@ class RepairResult:
     attempts: int
     added: list[str]
     removed: list[str]
+    #: full keys whose change a runtime write undid right after the repair (seen on re-read)
+    undone: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -520,6 +537,7 @@ class RepairResult:
             "added": list(self.added),
             "removed": list(self.removed),
             "attempts": self.attempts,
+            "undone": list(self.undone),
         }
 
 
@@ -670,11 +688,30 @@ def apply_repair(
             continue
         added, removed = _changed(service, plan.action, fresh if parsed else [], new)
         _audit(actor, plan, attempt, added, removed)
-        return RepairResult(plan, previous, value, attempt, added, removed)
+        return RepairResult(plan, previous, value, attempt, added, removed,
+                            _undone(provider, service, plan.action, added, removed))
     raise Conflict(
         f"the index {key!r} kept changing while it was repaired; gave up after {attempts} "
         "attempts, nothing was written", store=provider.name, key=key,
     )
+
+
+def _undone(provider: KeyValueProvider, service: Service, action: str, added: list[str],
+            removed: list[str]) -> list[str]:
+    """Changes of the repair that the index no longer shows when read again.
+
+    Runtime writes are blind: one that read the index before the repair and writes after
+    it puts the old entries back. The store cannot prevent that; the operator is told.
+    """
+    try:
+        current = read_index(provider, service)
+    except (MalformedIndex, ProviderError):
+        return []
+    counts = Counter(current[0]) if current is not None else Counter()
+    cut = len(service.prefix)
+    # dedupe "removes" the second copy of a key: undone is a key listed twice again
+    back = (lambda k: counts[k[cut:]] > 1) if action == "dedupe" else (lambda k: counts[k[cut:]] > 0)
+    return sorted([k for k in added if not counts[k[cut:]]] + [k for k in removed if back(k)])
 
 
 def _audit(actor: str, plan: RepairPlan, attempts: int, added: list[str], removed: list[str]) -> None:

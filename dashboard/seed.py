@@ -8,13 +8,13 @@ exactly what was written, including each index's drift, so tests can assert on i
 from __future__ import annotations
 
 import base64
-import json
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import meshjson
 from .providers.base import NO_TTL, KeyValueProvider, TtlChange
 
 #: bulk writer: ``(full_key, value, ttl_ms or None)`` items
@@ -130,8 +130,8 @@ def _unindexed_positions(count: int) -> set[int]:
 
 
 def dumps(document: Any) -> str:
-    """JSON the way the C# runtime writes it: compact."""
-    return json.dumps(document, separators=(",", ":"))
+    """JSON the way the C# runtime writes it: System.Text.Json's compact, escaped bytes."""
+    return meshjson.dumps(document)
 
 
 def _utc(moment: datetime) -> str:

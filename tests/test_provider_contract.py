@@ -25,8 +25,13 @@ def caps(provider):
 def test_capabilities_are_consistent(provider):
     c = caps(provider)
     assert c.listing in {"range", "cursor", "legacy", "index", "scan"}
-    if c.listing in {"range", "cursor"}:
+    if c.listing == "range":
         assert c.versions and c.ttl_visible and c.atomic_cas
+    if provider.kind == "toskastore":
+        # versions and conditions are proven by the server's answers, never by its listing
+        assert c.ttl_visible == c.versions
+    if c.transactions:
+        assert c.atomic_cas
     if c.listing in {"legacy", "scan"}:
         assert not c.versions
     assert c.ordered == (c.listing != "scan")

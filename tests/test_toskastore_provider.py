@@ -9,6 +9,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -349,7 +350,7 @@ def test_expected_on_a_deleted_key_conflicts_with_no_current(serve, connect):
     assert server.store.get("k") is None
 
 
-@pytest.mark.parametrize("mode", [{}, {"legacy": True}])
+@pytest.mark.parametrize("mode", [{}, {"release": "0.9.1"}, {"legacy": True}])
 def test_create_only_conflicts_when_the_key_exists(serve, connect, mode):
     server = serve(**mode)
     provider = connect(server.url)
@@ -682,7 +683,8 @@ def test_rate_limit_is_reported(serve, connect):
     with pytest.raises(errors.RateLimited) as caught:
         for _ in range(20):
             provider.mget(["k"])
-    assert caught.value.retry_after is not None and caught.value.retry_after > 0
+    # upstream sends no Retry-After: the message still says what to do
+    assert caught.value.retry_after is None and "wait a moment" in str(caught.value)
 
 
 def test_oversized_value_is_an_invalid_request(serve, connect):
@@ -719,3 +721,139 @@ def test_segments_on_a_range_server_skip_instead_of_reading_every_key():
         # one probe at detection, one request per entry, one that finds the end
         assert len([u for u in requests if "/kv?" in u]) <= 1 + 4 + 1
         provider.close()
+
+
+# ---------------------------------------------------------------------- releases
+
+
+def test_each_release_is_told_by_its_answers_not_its_listing(serve, connect):
+    seen = {}
+    for release in ("main", "0.9.1", "0.8"):
+        server = serve(release=release)
+        server.store.put("svc:a", "1")
+        caps = connect(server.url).capabilities()
+        seen[release] = (caps.listing, caps.versions, caps.atomic_cas, caps.transactions,
+                         caps.leases)
+    assert seen == {
+        "main": ("range", True, True, True, True),
+        # cursor pages, but no metadata and If-Match ignored: nothing conditional is trusted
+        "0.9.1": ("cursor", False, False, False, False),
+        "0.8": ("legacy", False, False, False, False),
+    }
+
+
+def test_an_empty_main_server_proves_its_conditions_without_writing(serve, connect):
+    server = serve()
+    provider = connect(server.url)
+    caps = provider.capabilities()
+    assert caps.versions and caps.atomic_cas and caps.transactions
+    assert server.store.keys() == [] and server.store.revision == 0  # the probes wrote nothing
+    assert provider.release() == "main"
+
+
+def test_create_only_on_0_9_1_never_overwrites_a_key_written_after_the_form_opened(serve, connect):
+    server = serve(release="0.9.1")
+    provider = connect(server.url)
+    assert not provider.capabilities().atomic_cas  # the form says: checked by reading first
+    server.store.put("svc:new", "written by the service meanwhile")
+    with pytest.raises(errors.Conflict):
+        provider.put("svc:new", "from the dashboard", ttl=NO_TTL, create_only=True)
+    assert server.store.get("svc:new")["value"] == "written by the service meanwhile"
+
+
+def test_a_stale_edit_on_0_9_1_is_refused_by_reading_first(serve, connect):
+    server = serve(release="0.9.1")
+    server.store.put("svc:k", "seen")
+    provider = connect(server.url)
+    token = provider.get("svc:k").token
+    assert token.startswith("h")  # no versions: the token is the value's digest
+    server.store.put("svc:k", "changed by the service")
+    with pytest.raises(errors.Conflict):
+        provider.put("svc:k", "mine", ttl=NO_TTL, expected=token)
+    assert server.store.get("svc:k")["value"] == "changed by the service"
+
+
+# ---------------------------------------------------------------------- leases
+
+
+def lease(server, ttl_ms: int = 60_000) -> str:
+    answer = httpx.post(f"{server.url}/leases", json={"ttl_ms": ttl_ms})
+    assert answer.status_code == 201
+    return answer.json()["lease"]["id"]
+
+
+def put_on_lease(server, key: str, value: str, lease_id: str) -> None:
+    answer = httpx.put(f"{server.url}/kv/{quote(key, safe='')}",
+                       json={"value": value, "lease_id": lease_id})
+    assert answer.status_code == 200 and answer.json()["metadata"]["lease_id"] == lease_id
+
+
+def test_a_leased_key_shows_its_lease_and_the_lease_s_expiry(serve, connect):
+    server = serve()
+    lease_id = lease(server, 60_000)
+    put_on_lease(server, "locks:job", '{"owner":"a"}', lease_id)
+    entry = connect(server.url).get("locks:job")
+    assert entry.lease_id == lease_id and entry.ttl_known
+    assert 0 < entry.ttl_ms <= 60_000
+
+
+def test_keep_ttl_edit_keeps_a_leased_key_on_its_lease(serve, connect):
+    server = serve()
+    lease_id = lease(server)
+    put_on_lease(server, "locks:job", '{"owner":"a"}', lease_id)
+    provider = connect(server.url)
+    seen = provider.get("locks:job")
+    provider.put("locks:job", '{"owner":"b"}', expected=seen.token)  # ttl: keep
+    stored = server.store.get("locks:job")
+    assert stored["value"] == '{"owner":"b"}' and stored["metadata"]["lease_id"] == lease_id
+    assert httpx.delete(f"{server.url}/leases/{lease_id}").status_code == 200
+    assert server.store.get("locks:job") is None  # still follows the lease: revoked with it
+
+
+def test_setting_a_ttl_on_a_leased_key_detaches_it(serve, connect):
+    server = serve()
+    lease_id = lease(server)
+    put_on_lease(server, "locks:job", "v", lease_id)
+    provider = connect(server.url)
+    seen = provider.get("locks:job")
+    provider.put("locks:job", "v2", ttl=NO_TTL, expected=seen.token)
+    assert server.store.get("locks:job")["metadata"]["lease_id"] is None
+    httpx.delete(f"{server.url}/leases/{lease_id}")
+    assert server.store.get("locks:job")["value"] == "v2"  # detached: survives the revoke
+
+
+def test_a_keepalive_between_reading_and_saving_does_not_fail_the_edit(serve, connect):
+    server = serve()
+    lease_id = lease(server)
+    put_on_lease(server, "locks:job", "v", lease_id)
+    provider = connect(server.url)
+    seen = provider.get("locks:job")
+    for _ in range(3):  # the owner renews its lease: each keepalive bumps the key's version
+        assert httpx.post(f"{server.url}/leases/{lease_id}/keepalive").status_code == 200
+    assert server.store.get("locks:job")["metadata"]["version"] > seen.version
+    provider.put("locks:job", "v2", expected=seen.token)
+    assert server.store.get("locks:job")["value"] == "v2"
+
+
+def test_a_real_change_to_a_leased_key_still_conflicts(serve, connect):
+    server = serve()
+    lease_id = lease(server)
+    put_on_lease(server, "locks:job", "v", lease_id)
+    provider = connect(server.url)
+    seen = provider.get("locks:job")
+    put_on_lease(server, "locks:job", "taken over", lease_id)
+    with pytest.raises(errors.Conflict) as caught:
+        provider.put("locks:job", "mine", expected=seen.token)
+    assert caught.value.current.value == "taken over"
+
+
+def test_a_revoked_lease_before_the_save_writes_nothing(serve, connect):
+    server = serve()
+    lease_id = lease(server)
+    put_on_lease(server, "locks:job", "v", lease_id)
+    provider = connect(server.url)
+    seen = provider.get("locks:job")
+    httpx.delete(f"{server.url}/leases/{lease_id}")
+    with pytest.raises(errors.Conflict):
+        provider.put("locks:job", "v2", expected=seen.token)
+    assert server.store.get("locks:job") is None

@@ -295,7 +295,9 @@ def test_create_and_delete_follow_the_index(editor, store):
                         token_from="/key/new?prefix=idx:")
     assert created.status_code == 303
     assert store.provider.get("idx:b").value == '{"b":1}'
-    assert json.loads(store.provider.get("idx:__keys").value) == ["a", "b"]
+    # the Redis runtime keeps no index: there a key named __keys is plain data, left alone
+    indexed = ["a"] if store.provider.kind == "redis" else ["a", "b"]
+    assert json.loads(store.provider.get("idx:__keys").value) == indexed
     again = post_form(editor, "/key/new", {"key": "idx:b", "value": "2", "ttl_mode": "none",
                                            "raw": "on"})
     assert again.status_code == 409 and "already exists" in text(again)

@@ -1,4 +1,4 @@
-"""How a running dev store behaves: mode, auth, limits, and the test hooks."""
+"""How a running dev store behaves: release, auth, limits, and the test hooks."""
 
 from __future__ import annotations
 
@@ -8,11 +8,36 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+#: the upstream ToskaStore releases the dev store can imitate, newest first
+RELEASES = ("main", "0.9.1", "0.8")
+DEFAULT_RELEASE = "main"
+
+#: upstream's configurable request-body cap (``max_body_size``, 0.9.1 and later)
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+#: 0.8 has no configurable cap: Plug.Parsers' own default length applies
+LEGACY_PARSER_MAX_BYTES = 8_000_000
+#: upstream's ``watch_history_limit`` default
+DEFAULT_WATCH_HISTORY_LIMIT = 10_000
+#: upstream's ``ttl_check_interval_ms`` default: how often expired keys and leases are reaped
+DEFAULT_TTL_CHECK_INTERVAL_MS = 1000
+
+
+def resolve_release(release: str | None, legacy: bool = False) -> str:
+    """The release name for a ``release``/``legacy`` pair; ``legacy=True`` means "0.8"."""
+    if release is None:
+        return "0.8" if legacy else DEFAULT_RELEASE
+    release = str(release).removeprefix("v")
+    if release == "0.8.0":
+        release = "0.8"
+    if release not in RELEASES:
+        raise ValueError(f"unknown release {release!r}; pick one of {', '.join(RELEASES)}")
+    if legacy and release != "0.8":
+        raise ValueError(f"legacy=True means release 0.8, not {release}")
+    return release
 
 
 class TokenBucket:
-    """A simple token bucket: ``rate`` requests per second, bursts up to ``rate``."""
+    """Upstream's token bucket: ``rate`` tokens per second, bursts up to ``rate``."""
 
     def __init__(self, rate: float) -> None:
         if rate <= 0:
@@ -36,23 +61,28 @@ class TokenBucket:
 
 
 def retry_after_header(seconds: float) -> str:
-    """``Retry-After`` takes whole seconds; round up so a client never retries too early."""
+    """Whole seconds for a ``Retry-After`` header (upstream sends none; kept for callers)."""
     return str(max(1, math.ceil(seconds)))
 
 
 @dataclass
 class DevStoreConfig:
-    """Options of one running server; ``delay_ms`` and ``unavailable`` change at run time."""
+    """Options of one running server; ``delay_ms`` and ``unavailable`` change at run time.
+
+    ``max_body_bytes`` None means the release's default (10 MiB, or Plug's 8,000,000
+    bytes on 0.8, whose cap is not configurable).
+    """
 
     token: str | None = None
     read_token: str | None = None
     write_token: str | None = None
     legacy: bool = False
+    release: str | None = None
     no_key_listing: bool = False
     read_only: bool = False
     delay_ms: int = 0
     rate_limit_per_s: float | None = None
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_body_bytes: int | None = None
     unavailable: bool = False
     #: log each request to stderr (off: test suites make thousands of requests)
     verbose: bool = False
@@ -60,19 +90,30 @@ class DevStoreConfig:
     bucket: TokenBucket | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        self.release = resolve_release(self.release, self.legacy)
+        self.legacy = self.release == "0.8"
+        if self.max_body_bytes is None:
+            self.max_body_bytes = LEGACY_PARSER_MAX_BYTES if self.release == "0.8" else DEFAULT_MAX_BODY_BYTES
         if self.max_body_bytes < 0:
             raise ValueError("max_body_bytes must not be negative")
+        if self.release != "main" and (self.read_token or self.write_token):
+            # 0.8 and 0.9.1 know a single auth_token; scoped tokens came with main
+            raise ValueError(f"release {self.release} has no scoped tokens; use token=")
         if self.rate_limit_per_s is not None:
             self.bucket = TokenBucket(self.rate_limit_per_s)
 
     def tokens_for(self, scope: str) -> list[str]:
-        """Tokens accepted for ``scope`` ("read" or "write"); empty means auth is off.
+        """Tokens accepted for ``scope`` ("read", "write", "admin"); empty means auth is off.
 
-        ``token`` covers every scope; a scoped token adds to it, so a read token alone
-        cannot write when a write token (or ``token``) is configured.
+        As upstream main's ConfigManager: a scoped token, when set, REPLACES the plain
+        ``token`` for its scope (the plain token is only the fallback), so with
+        ``read_token`` set the plain token cannot read. Older releases have one token.
         """
-        scoped = self.read_token if scope == "read" else self.write_token
-        return [t for t in (self.token, scoped) if t]
+        if scope == "read" and self.read_token:
+            return [self.read_token]
+        if scope == "write" and self.write_token:
+            return [self.write_token]
+        return [self.token] if self.token else []
 
     def authorized(self, scope: str, presented: list[str]) -> bool:
         """Whether any presented token is accepted for ``scope`` (constant-time compare)."""
@@ -85,8 +126,8 @@ class DevStoreConfig:
         return int((time.monotonic() - self.started_at) * 1000)
 
     def mode(self) -> str:
-        """A one-phrase description, e.g. "current, read-only, auth"."""
-        parts = ["legacy" if self.legacy else "current"]
+        """A one-phrase description, e.g. "release main, read-only, auth"."""
+        parts = [f"release {self.release}"]
         if self.no_key_listing:
             parts.append("no key listing")
         if self.read_only:

@@ -1,50 +1,49 @@
-"""HTTP handling for the dev store: ToskaStore's routes on top of ``DevStore``.
+"""HTTP plumbing for the dev store: upstream's Plug pipeline on top of http.server.
 
-The handler reads ``self.server.store`` and ``self.server.config`` (see ``server.py``).
-Every answer is JSON (``/metrics`` aside), errors included, and carries a
-Content-Length, so clients can keep connections alive.
+The pipeline runs in upstream's order: the Content-Length cap (0.9.1 and later), the
+JSON body parser (415/400/413), the access plug (401, 429, 403), then the router
+(``routes.py``). Every answer carries a Content-Length (or is chunked, for watch
+streams), so clients can keep connections alive.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import select
 import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qsl, unquote_to_bytes
 
-from .config import DevStoreConfig, retry_after_header
-from .store import ConditionFailed, Conditions, DevStore, Position, now_ms
-from .wire import (
-    DEFAULT_PAGE,
-    MAX_PAGE,
-    ApiError,
-    bad_request,
-    decode_cursor,
-    encode_cursor,
-    etag,
-    legacy_order,
-    parse_bool,
-    parse_etags,
-    parse_limit,
-    parse_version,
-)
+from . import routes
+from .access import ensure_access
+from .config import DEFAULT_MAX_BODY_BYTES, DevStoreConfig
+from .request import JSON, Reply, Request
+from .store import DevStore
+from .wire import ApiError, dumps
 
 #: an unread request body up to this size is read and dropped after an early answer
 #: (401, 413, ...): closing a socket with unread data resets it, and the client would
 #: lose the answer
 _DRAIN_LIMIT = 64 * 1024 * 1024
+#: Plug.Parsers only reads bodies of these methods
+_BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+_TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
+_MEDIA_TYPE = re.compile(rf"\s*({_TOKEN})/({_TOKEN})\s*(;.*)?", re.DOTALL)
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
-Handler = Callable[[], None]
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Jason rejects NaN/Infinity; Python would not
 
 
 class DevStoreHandler(BaseHTTPRequestHandler):
-    """One connection; the ``do_*`` methods route each request."""
+    """One connection; every method (also PATCH, HEAD, ...) goes through ``_dispatch``."""
 
     protocol_version = "HTTP/1.1"
     server_version = "ToskaDevStore/0.9.1"
@@ -59,6 +58,13 @@ class DevStoreHandler(BaseHTTPRequestHandler):
         # delayed ACK (Nagle), which makes test suites crawl
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def __getattr__(self, name: str) -> Any:
+        # Plug.Router accepts any method and answers the catch-all 404; http.server
+        # looks up do_<METHOD>, so provide one for every method
+        if name.startswith("do_") and name[3:].isupper():
+            return lambda: self._dispatch(name[3:])
+        raise AttributeError(name)
+
     @property
     def store(self) -> DevStore:
         return self.server.store  # type: ignore[attr-defined]
@@ -71,161 +77,146 @@ class DevStoreHandler(BaseHTTPRequestHandler):
         if self.config.verbose:
             super().log_message(format, *args)
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
     def _dispatch(self, method: str) -> None:
         self._body_read = False
-        raw_path, _, self._raw_query = self.path.partition("?")
+        self._streaming = False
+        raw_path, _, raw_query = self.path.partition("?")
         try:
             try:
-                self._serve(method, raw_path)
+                reply = self._serve(method, raw_path, raw_query)
             except ApiError as exc:
-                self._send_json(exc.status, exc.body, exc.headers)
+                reply = Reply(exc.status, exc.body, exc.headers)
+            if reply is not None:
+                self._send_reply(reply)
         except (ConnectionError, TimeoutError):
             raise
-        except Exception:  # a bug must still answer JSON, and show up in the log
+        except Exception:  # a bug must still answer, and show up in the log
             traceback.print_exc(file=sys.stderr)
-            self._send_json(500, {"error": "internal_error"})
+            if self._streaming:
+                self.close_connection = True
+            else:
+                self._send_reply(Reply(500, {"error": "Internal Server Error"}))
         self._drop_unread_body()
 
-    def _serve(self, method: str, path: str) -> None:
-        handler, scope = self._route(method, path)
+    def _serve(self, method: str, path: str, raw_query: str) -> Reply | None:
         cfg = self.config
-        if scope is None:  # /health and /status: no auth, no rate limit
-            handler()
-            return
         if path.startswith("/kv") and cfg.delay_ms > 0:
             time.sleep(cfg.delay_ms / 1000)
-        if cfg.unavailable:
-            raise ApiError(503, "store_unavailable", reason="the store is unavailable")
-        if cfg.bucket is not None:
-            wait = cfg.bucket.take()
-            if wait:
-                raise ApiError(
-                    429,
-                    "rate_limited",
-                    reason="too many requests",
-                    headers={"Retry-After": retry_after_header(wait)},
-                )
-        if not cfg.authorized(scope, self._presented_tokens()):
-            raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
-        if scope == "write" and cfg.read_only:
-            raise ApiError(403, "read_only_follower", reason="this server is a read-only follower")
-        handler()
+        if cfg.release != "0.8":
+            declared = self._content_length()
+            if declared is not None and declared > cfg.max_body_bytes:  # decided unread
+                raise ApiError(413, "Request body too large", max_bytes=cfg.max_body_bytes)
+        body = self._parse_body(method)
+        req = Request(self, method, path, self._query(raw_query), body, self.headers, self.store, cfg)
+        ensure_access(req)
+        return routes.run(req, self._segments(path))
 
-    def _route(self, method: str, path: str) -> tuple[Handler, str | None]:
-        """The handler and auth scope ("read"/"write"; None: open) for a request."""
-        cfg = self.config
-        listing = not cfg.no_key_listing
-        routes: dict[str, dict[str, tuple[Handler, str | None]]] = {
-            "/health": {"GET": (self._health, None)},
-            "/status": {"GET": (self._status, None)},
-            "/stats": {"GET": (self._stats, "read")},
-        }
-        if not cfg.legacy:
-            routes["/metrics"] = {"GET": (self._metrics, "read")}
-            if listing:
-                routes["/kv"] = {"GET": (self._list_range, "read")}
-        if path in routes:
-            return self._pick(routes[path], method)
-        if not path.startswith("/kv/"):
-            raise ApiError(404, "not_found", path=path)
-        # reserved names are matched on the raw segment, as upstream's router does
-        segment = path[len("/kv/") :]
-        if segment == "keys" and method == "GET":
-            if not listing:  # a 404 even if a key named "keys" exists: listing is absent
-                raise ApiError(404, "not_found", path=path)
-            return self._list_keys, "read"
-        if segment == "mget" and method == "POST":
-            return self._mget, "read"
-        if not segment or "/" in segment:
-            # a key is exactly one segment: an unencoded "/" is a client bug, not a key
-            raise ApiError(
-                404, "not_found", path=path, reason="keys must be one percent-encoded path segment"
-            )
+    # -- request parsing -----------------------------------------------------------------
+
+    def _query(self, raw: str) -> dict[str, str]:
+        """Query parameters as Plug decodes them; the last one wins when a name repeats."""
         try:
-            key = unquote(segment, errors="strict")
+            return dict(parse_qsl(raw, keep_blank_values=True, errors="strict"))
         except UnicodeDecodeError:
-            raise bad_request("key is not valid percent-encoded UTF-8", error="invalid_key") from None
-        return self._pick(
-            {
-                "GET": (lambda: self._get_key(key), "read"),
-                "PUT": (lambda: self._put_key(key), "write"),
-                "DELETE": (lambda: self._delete_key(key), "write"),
-            },
-            method,
-        )
+            raise ApiError(400, "Bad Request") from None
 
-    def _pick(
-        self, by_method: dict[str, tuple[Handler, str | None]], method: str
-    ) -> tuple[Handler, str | None]:
-        if method not in by_method:
-            raise ApiError(405, "method_not_allowed", headers={"Allow": ", ".join(by_method)})
-        return by_method[method]
+    @staticmethod
+    def _segments(path: str) -> list[str]:
+        """Plug's ``path_info``, decoded: empty segments dropped, each percent-decoded."""
+        segments = []
+        for raw in path.split("/"):
+            if not raw:
+                continue
+            if _BAD_PERCENT.search(raw):
+                raise ApiError(400, "Bad Request")  # Plug.Router.MalformedURIError
+            try:
+                segments.append(unquote_to_bytes(raw).decode("utf-8"))
+            except UnicodeDecodeError:
+                # upstream would store such a key and then fail to JSON-encode it
+                raise ApiError(400, "Bad Request") from None
+        return segments
 
-    def _presented_tokens(self) -> list[str]:
-        tokens = []
-        scheme, _, value = self.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            tokens.append(value.strip())
-        if self.headers.get("X-Toska-Token"):
-            tokens.append(self.headers["X-Toska-Token"].strip())
-        return tokens
+    def _parse_body(self, method: str) -> dict[str, Any]:
+        """Plug.Parsers with ``parsers: [:json], pass: ["application/json"]``.
 
-    def _query(self) -> dict[str, str]:
-        """Query parameters; the last one wins when a name repeats."""
+        No Content-Type: the body is not read (params stay empty). A JSON type
+        (``application/json``, ``application/*+json``) is parsed, a non-object
+        becoming ``{"_json": value}``; any other type is 415.
+        """
+        if method not in _BODY_METHODS:
+            return {}
+        content_type = self.headers.get("Content-Type")
+        if content_type is None:
+            return {}
+        media = _MEDIA_TYPE.fullmatch(content_type)
+        subtype = media.group(2).lower() if media else ""
+        if (
+            not media
+            or media.group(1).lower() != "application"
+            or not (subtype == "json" or subtype.endswith("+json"))
+        ):
+            raise ApiError(415, "Unsupported Media Type")
+        data = self._read_body()
+        if not data:
+            return {}
         try:
-            parsed = parse_qs(self._raw_query, keep_blank_values=True, errors="strict")
-        except UnicodeDecodeError:
-            raise bad_request("query string is not valid UTF-8") from None
-        return {name: values[-1] for name, values in parsed.items()}
+            decoded = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            raise ApiError(400, "Bad Request") from None  # Plug.Parsers.ParseError
+        return decoded if isinstance(decoded, dict) else {"_json": decoded}
+
+    def _read_body(self) -> bytes:
+        # the parser's own cap: fixed 10 MiB from 0.9.1 on (the configurable cap was
+        # checked on Content-Length already), Plug's default on 0.8 (the hook's value)
+        limit = DEFAULT_MAX_BODY_BYTES if self.config.release != "0.8" else self.config.max_body_bytes
+        too_large = ApiError(413, "Request Entity Too Large")
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked(limit, too_large)
+        length = max(self._content_length() or 0, 0)
+        if length > limit:
+            raise too_large
+        self._body_read = True
+        return self.rfile.read(length)
+
+    def _read_chunked(self, limit: int, too_large: ApiError) -> bytes:
+        self._body_read = True
+        parts, total = [], 0
+        while True:
+            size_line = self.rfile.readline(1024)
+            try:
+                size = int(size_line.split(b";")[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                raise ApiError(400, "Bad Request") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            total += size
+            if total > limit:
+                self.close_connection = True
+                raise too_large
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(8)  # the CRLF after each chunk
 
     def _content_length(self) -> int | None:
-        """The declared body size (0 when none is declared); None if chunked or malformed."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return None
+        """The declared body size; None when none is declared or it is malformed."""
         raw = self.headers.get("Content-Length")
         if raw is None:
-            return 0
+            return None
         try:
-            length = int(raw)
+            return int(raw.strip())
         except ValueError:
             return None
-        return length if length >= 0 else None
-
-    def _read_json(self) -> Any:
-        length = self._content_length()
-        if length is None:
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                raise ApiError(
-                    411, "length_required", reason="send a Content-Length; chunked bodies are not supported"
-                )
-            raise bad_request("malformed Content-Length")
-        limit = self.config.max_body_bytes
-        if length > limit:  # decided before reading a byte of it
-            raise ApiError(413, "request_too_large", max_bytes=limit)
-        data = self.rfile.read(length)
-        self._body_read = True
-        try:
-            return json.loads(data)
-        except (ValueError, RecursionError):
-            raise bad_request("request body is not valid JSON", error="invalid_json") from None
 
     def _drop_unread_body(self) -> None:
         if self._body_read:
             return
-        length = self._content_length()
-        if length is None or length > _DRAIN_LIMIT:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            return
+        length = self._content_length() or 0
+        if length < 0 or length > _DRAIN_LIMIT:
             self.close_connection = True
             return
         while length > 0:
@@ -235,245 +226,61 @@ class DevStoreHandler(BaseHTTPRequestHandler):
                 return
             length -= len(chunk)
 
-    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        self._send(status, data, "application/json; charset=utf-8", headers)
+    # -- answers -------------------------------------------------------------------------
 
-    def _send(
-        self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
+    def _send_reply(self, reply: Reply) -> None:
+        data = reply.body if isinstance(reply.body, bytes) else dumps(reply.body)
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
+        for name, value in reply.headers.items():
             self.send_header(name, value)
         if not self._body_read:
-            length = self._content_length()
-            if length is None or length > _DRAIN_LIMIT:
+            length = self._content_length() or 0
+            if length > _DRAIN_LIMIT or "chunked" in self.headers.get("Transfer-Encoding", "").lower():
                 self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def start_chunked(self, status: int, content_type: str, headers: dict[str, str]) -> None:
+        """Begin a chunked (streamed) answer; ``write_chunk`` then ``end_chunked``."""
+        self._streaming = True
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.flush()
+
+    def write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def end_chunked(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def client_gone(self) -> bool:
+        """Whether the client closed its side (a readable socket with nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Protocol-level errors (bad request line, unknown method) as JSON too."""
+        """Protocol-level errors (bad request line, oversized headers) as JSON too."""
         try:
             phrase = HTTPStatus(code).phrase
         except ValueError:
-            phrase = "error"
-        body: dict[str, Any] = {"error": phrase.lower().replace(" ", "_").replace("-", "_")}
-        if message:
-            body["reason"] = message
-        data = json.dumps(body).encode("utf-8")
+            phrase = "Error"
+        data = dumps({"error": phrase})
         self.send_response(code)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", JSON)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-
-    # -- status routes -------------------------------------------------------------------
-
-    def _health(self) -> None:
-        cfg = self.config
-        status = "unhealthy" if cfg.unavailable else "healthy"
-        body = {"status": status, "timestamp": now_ms(), "uptime": cfg.uptime_ms()}
-        self._send_json(503 if cfg.unavailable else 200, body)
-
-    def _status(self) -> None:
-        cfg = self.config
-        self._send_json(
-            200,
-            {
-                "status": "running",
-                "uptime": cfg.uptime_ms(),
-                "config": {
-                    "server": "toska-kv devstore",
-                    "mode": "legacy" if cfg.legacy else "current",
-                    "key_listing": not cfg.no_key_listing,
-                    "read_only": cfg.read_only,
-                    "read_auth": bool(cfg.tokens_for("read")),
-                    "write_auth": bool(cfg.tokens_for("write")),
-                    "max_body_bytes": cfg.max_body_bytes,
-                    "rate_limit_per_s": cfg.rate_limit_per_s,
-                    "delay_ms": cfg.delay_ms,
-                    "persistence": "memory",
-                },
-            },
-        )
-
-    def _stats(self) -> None:
-        if self.config.legacy:
-            self._send_json(200, {"keys": len(self.store)})
-            return
-        self._send_json(
-            200,
-            {
-                "keys": len(self.store),
-                "revision": self.store.revision,
-                "sync_mode": "memory",
-                "leases": 0,
-                "locks": 0,
-                "watchers": 0,
-                "watch_history_size": 0,
-                "watch_history_limit": 0,
-                "last_snapshot_at": None,
-                "last_sync_at": None,
-            },
-        )
-
-    def _metrics(self) -> None:
-        text = (
-            "# HELP toska_keys Live keys in the store.\n"
-            "# TYPE toska_keys gauge\n"
-            f"toska_keys {len(self.store)}\n"
-            "# HELP toska_revision Store revision.\n"
-            "# TYPE toska_revision counter\n"
-            f"toska_revision {self.store.revision}\n"
-        )
-        self._send(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
-
-    # -- key routes ----------------------------------------------------------------------
-
-    def _get_key(self, key: str) -> None:
-        entry = self.store.get(key)
-        if entry is None:
-            raise ApiError(404, "not_found", key=key)
-        if self.config.legacy:
-            self._send_json(200, {"key": key, "value": entry["value"]})
-        else:
-            self._send_json(200, entry, {"ETag": etag(entry["metadata"]["version"])})
-
-    def _put_key(self, key: str) -> None:
-        body = self._read_json()
-        if not isinstance(body, dict):
-            raise bad_request("body must be a JSON object", key=key)
-        value = body.get("value")
-        if not isinstance(value, str):
-            raise bad_request("value must be a JSON string", error="invalid_value", key=key)
-        ttl_ms = body.get("ttl_ms")
-        if ttl_ms is not None and (isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int)):
-            raise bad_request("ttl_ms must be an integer or null", key=key)
-        if self.config.legacy:
-            entry = self.store.write(key, value, ttl_ms=ttl_ms)
-            answer = {"ok": True, "key": key}
-            self._send_json(200, answer if entry is None else {**answer, "value": value})
-            return
-        lease_id = body.get("lease_id")
-        if lease_id is not None and not isinstance(lease_id, str):
-            raise bad_request("lease_id must be a string or null", key=key)
-        conditions = self._conditions(key, body)
-        try:
-            entry = self.store.write(key, value, ttl_ms=ttl_ms, lease_id=lease_id, conditions=conditions)
-        except ConditionFailed as exc:
-            raise _condition_failed(key, exc) from None
-        if entry is None:
-            self._send_json(200, {"ok": True, "key": key})
-        else:
-            self._send_json(200, {"ok": True, **entry}, {"ETag": etag(entry["metadata"]["version"])})
-
-    def _conditions(self, key: str, body: dict[str, Any]) -> Conditions:
-        """Preconditions from the body (if_version/if_absent/if_present) and headers."""
-        versions: frozenset[int] | None = None
-        exists: set[bool] = set()
-        if_version = parse_version("if_version", body.get("if_version"))
-        if if_version is not None:
-            versions = frozenset({if_version})
-        for name, wanted in (("if_absent", False), ("if_present", True)):
-            flag = body.get(name)
-            if flag is not None and not isinstance(flag, bool):
-                raise bad_request(f"{name} must be a boolean", key=key)
-            if flag:
-                exists.add(wanted)
-        if_match = self.headers.get("If-Match")
-        if if_match is not None:
-            star, tags = parse_etags(if_match)
-            if star:
-                exists.add(True)
-            else:
-                versions = tags if versions is None else versions & tags
-        not_versions: frozenset[int] = frozenset()
-        if_none_match = self.headers.get("If-None-Match")
-        if if_none_match is not None:
-            star, not_versions = parse_etags(if_none_match)
-            if star:
-                exists.add(False)
-        if len(exists) > 1:
-            raise bad_request("the conditions require the key both present and absent", key=key)
-        return Conditions(versions, not_versions, exists.pop() if exists else None)
-
-    def _delete_key(self, key: str) -> None:
-        conditions = Conditions()
-        if not self.config.legacy:
-            if_version = parse_version("if_version", self._query().get("if_version"), from_query=True)
-            versions = None if if_version is None else frozenset({if_version})
-            exists = None
-            if_match = self.headers.get("If-Match")
-            if if_match is not None:
-                star, tags = parse_etags(if_match)
-                if star:
-                    exists = True
-                else:
-                    versions = tags if versions is None else versions & tags
-            conditions = Conditions(versions, frozenset(), exists)
-        try:
-            self.store.delete(key, conditions)
-        except ConditionFailed as exc:
-            raise _condition_failed(key, exc) from None
-        self._send_json(200, {"ok": True, "key": key})
-
-    def _mget(self) -> None:
-        body = self._read_json()
-        keys = body.get("keys") if isinstance(body, dict) else None
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise bad_request('body must be {"keys": [strings]}')
-        self._send_json(200, {"values": self.store.mget(keys)})
-
-    # -- listing routes ------------------------------------------------------------------
-
-    def _list_keys(self) -> None:
-        query = self._query()
-        prefix = query.get("prefix", "")
-        if self.config.legacy:
-            # legacy servers answer in hash order with no cap and no cursor
-            limit = parse_limit(query.get("limit"), default=None, cap=None)
-            keys = sorted(self.store.live_keys(prefix), key=legacy_order)
-            self._send_json(200, {"keys": keys if limit is None else keys[:limit]})
-            return
-        limit = parse_limit(query.get("limit"), default=DEFAULT_PAGE, cap=MAX_PAGE)
-        page = self.store.page(prefix, _cursor(query), limit)
-        self._send_json(
-            200,
-            {
-                "keys": [item["key"] for item in page.items],
-                "next_cursor": encode_cursor(page.next),
-            },
-        )
-
-    def _list_range(self) -> None:
-        query = self._query()
-        limit = parse_limit(query.get("limit"), default=DEFAULT_PAGE, cap=MAX_PAGE)
-        values = parse_bool("include_values", query.get("include_values"))
-        metadata = parse_bool("include_metadata", query.get("include_metadata"))
-        start = _cursor(query)
-        if start is None and query.get("start"):
-            start = Position(query["start"])
-        page = self.store.page(query.get("prefix", ""), start, limit)
-        items = []
-        for entry in page.items:
-            item: dict[str, Any] = {"key": entry["key"]}
-            if values:
-                item["value"] = entry["value"]
-            if metadata:
-                item["metadata"] = entry["metadata"]
-            items.append(item)
-        self._send_json(200, {"items": items, "next_cursor": encode_cursor(page.next)})
-
-
-def _cursor(query: dict[str, str]) -> Position | None:
-    cursor = query.get("cursor")
-    return decode_cursor(cursor) if cursor else None
-
-
-def _condition_failed(key: str, exc: ConditionFailed) -> ApiError:
-    return ApiError(412, "condition_failed", key=key, reason=exc.reason, current_version=exc.current_version)

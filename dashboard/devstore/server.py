@@ -9,7 +9,12 @@ import threading
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from .config import DEFAULT_MAX_BODY_BYTES, DevStoreConfig
+from .config import (
+    DEFAULT_TTL_CHECK_INTERVAL_MS,
+    DEFAULT_WATCH_HISTORY_LIMIT,
+    DevStoreConfig,
+    resolve_release,
+)
 from .handler import DevStoreHandler
 from .store import DevStore
 
@@ -23,12 +28,53 @@ class DevStoreHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], store: DevStore, config: DevStoreConfig) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        store: DevStore,
+        config: DevStoreConfig,
+        ttl_check_interval_ms: int = DEFAULT_TTL_CHECK_INTERVAL_MS,
+    ) -> None:
         self.store = store
         self.config = config
+        self.ttl_check_interval_ms = ttl_check_interval_ms
+        #: set by stop(): open watch streams end at their next poll
+        self.stopping = threading.Event()
+        self._streams = 0
+        self._streams_done = threading.Condition()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, DevStoreHandler)
+        self._reaper: threading.Thread | None = None
+        if ttl_check_interval_ms > 0:
+            # upstream's periodic TTL sweep: expired keys and leases go with "expire" events
+            self._reaper = threading.Thread(target=self._reap, name="devstore-ttl-cleanup", daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        while not self.stopping.wait(self.ttl_check_interval_ms / 1000):
+            self.store.cleanup_expired()
+
+    def stream_started(self) -> None:
+        """A watch stream opened (``wait_for_streams`` waits for it to end)."""
+        with self._streams_done:
+            self._streams += 1
+
+    def stream_ended(self) -> None:
+        with self._streams_done:
+            self._streams -= 1
+            self._streams_done.notify_all()
+
+    def wait_for_streams(self, timeout: float = 5.0) -> None:
+        """Wait until every watch stream has ended (they poll ``stopping`` often)."""
+        with self._streams_done:
+            self._streams_done.wait_for(lambda: self._streams == 0, timeout)
+
+    def stop_background(self) -> None:
+        """End watch streams and the TTL sweep (before the socket closes)."""
+        self.stopping.set()
+        if self._reaper is not None:
+            self._reaper.join()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -82,6 +128,12 @@ class RunningDevStore:
         return self._server.config
 
     @property
+    def release(self) -> str:
+        """The upstream release this server imitates: "main", "0.9.1" or "0.8"."""
+        assert self._server.config.release is not None
+        return self._server.config.release
+
+    @property
     def delay_ms(self) -> int:
         """Milliseconds every /kv request sleeps before it is answered; settable at run time."""
         return self._server.config.delay_ms
@@ -99,8 +151,10 @@ class RunningDevStore:
         if self._stopped:
             return
         self._stopped = True
+        self._server.stop_background()
         self._server.shutdown()
         self._server.close_connections()
+        self._server.wait_for_streams()
         self._server.server_close()  # also joins the handler threads
         self._thread.join()
 
@@ -119,19 +173,34 @@ def _url_host(host: str) -> str:
 
 
 def _make_server(host: str, port: int, store: DevStore | None, options: dict[str, Any]) -> DevStoreHTTPServer:
-    store = (
-        store
-        if store is not None
-        else DevStore(
-            legacy=options.get("legacy", False), no_key_listing=options.get("no_key_listing", False)
-        )
-    )
     options = dict(options)
-    options["legacy"] = bool(options.get("legacy")) or store.legacy
+    history = options.pop("watch_history_limit", None)
+    interval = options.pop("ttl_check_interval_ms", None)
+    release = options.pop("release", None)
+    legacy = bool(options.pop("legacy", False))
+    if store is not None and release is None and not legacy:
+        # a mode is on when this call or the store asks for it
+        release = store.release
+        legacy = store.legacy
+    release = resolve_release(release, legacy)
+    if store is None:
+        store = DevStore(
+            legacy=release == "0.8",
+            no_key_listing=options.get("no_key_listing", False),
+            release=release,
+            watch_history_limit=DEFAULT_WATCH_HISTORY_LIMIT if history is None else history,
+        )
+    elif history is not None:
+        raise ValueError("watch_history_limit belongs to the store: DevStore(watch_history_limit=...)")
     options["no_key_listing"] = bool(options.get("no_key_listing")) or store.no_key_listing
-    config = DevStoreConfig(**options)
+    config = DevStoreConfig(release=release, **options)
     server_class = _DevStoreHTTPServer6 if ":" in host else DevStoreHTTPServer
-    return server_class((host, port), store, config)
+    return server_class(
+        (host, port),
+        store,
+        config,
+        DEFAULT_TTL_CHECK_INTERVAL_MS if interval is None else interval,
+    )
 
 
 def start_devstore(
@@ -145,17 +214,25 @@ def start_devstore(
     read_only: bool = False,
     delay_ms: int = 0,
     rate_limit_per_s: float | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_body_bytes: int | None = None,
     store: DevStore | None = None,
+    *,
+    release: str | None = None,
+    watch_history_limit: int | None = None,
+    ttl_check_interval_ms: int | None = None,
 ) -> RunningDevStore:
     """Start a ToskaStore-compatible dev store in a daemon thread and return at once.
 
-    ``port=0`` picks a free port (see ``.url``). Options: ``token`` (every scope),
-    ``read_token``/``write_token`` (scoped; ``token`` is accepted too); ``legacy`` (the
-    old server generation); ``no_key_listing`` (404 on /kv/keys and /kv); ``read_only``
-    (403 on writes, like a follower); ``delay_ms`` before each /kv answer;
-    ``rate_limit_per_s`` (429 beyond it); ``max_body_bytes`` (413 beyond it). ``store``
-    shares existing data; a mode is on when this call or the store asks for it.
+    ``port=0`` picks a free port (see ``.url``). ``release``: the upstream release to
+    imitate, "main" (default), "0.9.1" or "0.8"; ``legacy=True`` is "0.8".
+    Options: ``token`` (upstream's auth_token), ``read_token``/``write_token`` (main's
+    scoped tokens; each replaces ``token`` for its scope); ``no_key_listing`` (404 on
+    /kv/keys and /kv); ``read_only`` (403 on writes, like a follower); ``delay_ms``
+    before each /kv answer; ``rate_limit_per_s`` (429 beyond it); ``max_body_bytes``
+    (413 beyond it; default the release's); ``watch_history_limit`` (events kept for
+    ``since_revision`` replay, default 10,000); ``ttl_check_interval_ms`` (the
+    expiry sweep, default 1000; 0 turns it off, then call ``store.cleanup_expired()``).
+    ``store`` shares existing data; a mode is on when this call or the store asks for it.
     """
     server = _make_server(
         host,
@@ -166,11 +243,14 @@ def start_devstore(
             "read_token": read_token,
             "write_token": write_token,
             "legacy": legacy,
+            "release": release,
             "no_key_listing": no_key_listing,
             "read_only": read_only,
             "delay_ms": delay_ms,
             "rate_limit_per_s": rate_limit_per_s,
             "max_body_bytes": max_body_bytes,
+            "watch_history_limit": watch_history_limit,
+            "ttl_check_interval_ms": ttl_check_interval_ms,
         },
     )
     # a short poll interval keeps stop() quick; tests start and stop many servers
@@ -187,7 +267,8 @@ def start_devstore(
 def serve(host: str = "127.0.0.1", port: int = 4000, *, verbose: bool = False, **options: Any) -> None:
     """Serve a dev store in the foreground until Ctrl-C (for ``toska-kv devstore``).
 
-    Takes the same options as ``start_devstore``; ``verbose`` logs each request.
+    Takes the same options as ``start_devstore`` (``release=`` included); ``verbose``
+    logs each request.
     Prints one line with the URL and mode when it is ready.
     """
     store = options.pop("store", None)
@@ -203,5 +284,6 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, verbose: bool = False, *
     except KeyboardInterrupt:
         pass
     finally:
+        server.stop_background()
         server.close_connections()
         server.server_close()

@@ -1,11 +1,16 @@
 """The dev store's data: string keys and values with versions, TTLs and a sorted index.
 
-Everything happens under one lock, so each method is atomic. Expiry is lazy: an entry
-whose ``expires_at <= now`` counts as absent everywhere and is dropped when touched.
+Everything happens under one lock, so each method is atomic, as upstream's single
+KV GenServer makes every write. Expiry follows upstream main: an entry whose
+``expires_at <= now`` counts as absent everywhere, but it stays stored until the
+periodic ``cleanup_expired`` removes it with an ``expire`` event (the server runs it
+every ``ttl_check_interval_ms``; tests call it directly to stay deterministic).
 
-Key order is Python ``str`` order (code points), which is the same as the UTF-8 byte
-order ToskaStore documents. Listing pages come from a sorted key list with ``bisect``,
-so a page costs O(log n + page) rather than a scan of the whole store.
+Every key change bumps the revision and publishes a watch event; lease and lock
+operations bump the revision too, without an event (see ``coordination.py``).
+
+Key order is Python ``str`` order (code points), the same as the UTF-8 byte order of
+upstream's ordered ETS index. Pages come from a sorted key list with ``bisect``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,16 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any
 
+from .coordination import CoordinationMixin, LeaseNotFound
+from .txn import TxnMixin
+from .watch import Watcher, WatchHub
+
 #: removed keys stay in the sorted list as tombstones until they outnumber live keys
 #: (and this floor), so a delete never shifts a 100,000-element list
 _COMPACT_FLOOR = 1024
+DEFAULT_WATCH_HISTORY_LIMIT = 10_000
+
+__all__ = ["ConditionFailed", "Conditions", "DevStore", "LeaseNotFound", "Page", "Position", "now_ms"]
 
 
 def now_ms() -> int:
@@ -40,9 +52,9 @@ class Conditions:
     """Preconditions of a write; every one that is set must hold.
 
     ``versions``: the current version must be one of these (``if_version``, ``If-Match``).
-    ``not_versions``: it must be none of these (``If-None-Match: "<v>"``).
-    ``exists``: True requires the key (``if_present``, ``If-Match: *``), False requires
-    it absent (``if_absent``, ``If-None-Match: *``).
+    ``not_versions``: it must be none of these (kept for callers; upstream has no such test).
+    ``exists``: True requires the key (``if_present``), False requires it absent
+    (``if_absent``, ``If-None-Match: *``).
     """
 
     versions: frozenset[int] | None = None
@@ -97,6 +109,7 @@ class _Entry:
         }
 
     def as_dict(self, key: str) -> dict[str, Any]:
+        """Upstream's ``entry_result``: ``{key, value, metadata}``."""
         return {"key": key, "value": self.value, "metadata": self.metadata()}
 
 
@@ -116,28 +129,39 @@ class Page:
     next: Position | None
 
 
-class DevStore:
-    """An in-memory, thread-safe ToskaStore keyspace.
+class DevStore(CoordinationMixin, TxnMixin):
+    """An in-memory, thread-safe ToskaStore keyspace with leases, locks and watch events.
 
-    ``legacy`` and ``no_key_listing`` describe how a server built on this store should
-    behave (``start_devstore`` turns a mode on when either it or the store asks for it);
-    the data itself is the same in every mode.
+    ``legacy``/``release`` and ``no_key_listing`` describe how a server built on this
+    store should behave (``start_devstore`` turns a mode on when either it or the store
+    asks for it); the data itself is the same for every release.
     """
 
-    def __init__(self, legacy: bool = False, no_key_listing: bool = False) -> None:
-        self.legacy = legacy
+    def __init__(
+        self,
+        legacy: bool = False,
+        no_key_listing: bool = False,
+        *,
+        release: str | None = None,
+        watch_history_limit: int = DEFAULT_WATCH_HISTORY_LIMIT,
+    ) -> None:
+        self.legacy = legacy or release in ("0.8", "v0.8.0", "0.8.0")
+        self.release = release
         self.no_key_listing = no_key_listing
         self._lock = threading.Lock()
+        self._watch_history_limit = watch_history_limit
         self._reset()
 
     def _reset(self) -> None:
-        # None marks a tombstone: the key is still in _sorted but not live
+        # None marks a tombstone: the key is still in _sorted but not stored
         self._data: dict[str, _Entry | None] = {}
         self._sorted: list[str] = []
         # new keys that sort before the end of _sorted wait here; one sort merges them
         self._pending: list[str] = []
         self._tombstones = 0
         self._revision = 0
+        self._hub = WatchHub(self._watch_history_limit)
+        self._reset_coordination()
 
     # -- public helpers for seeding and inspecting without HTTP --------------------------
 
@@ -145,7 +169,7 @@ class DevStore:
         """Write ``key`` unconditionally and return its new version.
 
         ``ttl_ms`` None means no expiry; a non-positive TTL deletes the key (as over
-        HTTP) and returns 0.
+        HTTP) and returns 0. The write detaches the key from any lease, as upstream.
         """
         entry = self.write(key, value, ttl_ms=ttl_ms)
         return 0 if entry is None else entry["metadata"]["version"]
@@ -162,31 +186,28 @@ class DevStore:
         Raises ``ConditionFailed`` when ``conditions`` do not hold.
         """
         with self._lock:
-            entry = self._live(key, now_ms())
+            now = now_ms()
+            entry = self._live(key, now)
             reason = conditions.failure(None if entry is None else entry.version)
             if reason:
                 raise ConditionFailed(reason, None if entry is None else entry.version)
-            if entry is None:
-                return False
-            self._remove(key)
-            self._revision += 1
-            return True
+            self._delete_entry(key, entry, now, "delete")
+            return entry is not None
 
     def keys(self) -> list[str]:
         """Every live key, sorted."""
-        with self._lock:
-            self._purge_expired(now_ms())
-            return [k for k in self._index() if self._data[k] is not None]
+        return self.live_keys()
 
     def clear(self) -> None:
-        """Drop every key (the revision counter restarts too)."""
+        """Drop every key, lease, lock and event (the revision counter restarts too)."""
         with self._lock:
             self._reset()
 
     def __len__(self) -> int:
+        """Live keys (expired ones not counted even before the cleanup removes them)."""
         with self._lock:
-            self._purge_expired(now_ms())
-            return len(self._data) - self._tombstones
+            now = now_ms()
+            return sum(1 for e in self._data.values() if e is not None and not e.expired(now))
 
     def __bool__(self) -> bool:
         # truthy even when empty, so ``store or DevStore()`` never swaps a given store out
@@ -194,9 +215,14 @@ class DevStore:
 
     @property
     def revision(self) -> int:
-        """A counter bumped by every write and delete."""
+        """Upstream's store revision: bumped by every key change and lease/lock operation."""
         with self._lock:
             return self._revision
+
+    def stored_count(self) -> int:
+        """Entries held, expired ones included until the cleanup runs (upstream's ``keys`` stat)."""
+        with self._lock:
+            return len(self._data) - self._tombstones
 
     # -- operations used by the HTTP layer -----------------------------------------------
 
@@ -211,8 +237,10 @@ class DevStore:
     ) -> dict[str, Any] | None:
         """Set ``key`` if ``conditions`` hold; the new entry, or None when TTL <= 0 deleted it.
 
-        Raises ``ConditionFailed``. The version starts at 1 and grows with each write;
-        ``created_at`` survives updates; no TTL means no expiry, even if the key had one.
+        Raises ``ConditionFailed``, then (conditions first, as upstream) ``LeaseNotFound``.
+        With ``lease_id`` the key expires with the lease and ``ttl_ms`` is ignored;
+        without it the key is detached from any lease. The version starts at 1 and
+        grows with each write; ``created_at`` survives updates.
         """
         if not isinstance(value, str):
             raise TypeError("values are strings")
@@ -222,23 +250,17 @@ class DevStore:
             reason = conditions.failure(None if entry is None else entry.version)
             if reason:
                 raise ConditionFailed(reason, None if entry is None else entry.version)
-            if ttl_ms is not None and ttl_ms <= 0:
-                if entry is not None:
-                    self._remove(key)
-                    self._revision += 1
+            if lease_id is not None:
+                lease = self._active_lease(lease_id, now)
+                if lease is None:
+                    raise LeaseNotFound(lease_id)
+                expires_at: int | None = lease.expires_at
+            elif ttl_ms is not None and ttl_ms <= 0:
+                self._delete_entry(key, entry, now, "delete")
                 return None
-            self._revision += 1
-            expires_at = None if ttl_ms is None else now + ttl_ms
-            if entry is None:
-                entry = _Entry(value, 1, now, now, expires_at, lease_id)
-                self._insert(key, entry)
             else:
-                entry.value = value
-                entry.version += 1
-                entry.updated_at = now
-                entry.expires_at = expires_at
-                entry.lease_id = lease_id
-            return entry.as_dict(key)
+                expires_at = None if ttl_ms is None else now + ttl_ms
+            return self._put_entry(key, value, expires_at, entry, now, lease_id).as_dict(key)
 
     def mget(self, keys: list[str]) -> dict[str, str | None]:
         """Values by key; None for keys that are absent or expired."""
@@ -253,71 +275,177 @@ class DevStore:
     def page(self, prefix: str = "", start: Position | None = None, limit: int | None = 100) -> Page:
         """Up to ``limit`` (None: all) live entries whose keys start with ``prefix``, in order.
 
-        ``start`` (a cursor position or a ``start`` bound) narrows the first key further.
-        ``Page.next`` is None when nothing matching is left.
+        ``start`` narrows the first key further. ``Page.next`` is None when nothing
+        matching is left. (A convenience for callers; HTTP listings use ``range``.)
         """
         with self._lock:
             now = now_ms()
             index = self._index()
             pos = bisect_left(index, prefix)
             if start is not None:
-                bound = (bisect_right if start.after else bisect_left)(index, start.key)
-                pos = max(pos, bound)
+                pos = max(pos, (bisect_right if start.after else bisect_left)(index, start.key))
             items: list[dict[str, Any]] = []
-            expired: list[str] = []
-            next_position = None
             for i in range(pos, len(index)):
                 key = index[i]
                 if not key.startswith(prefix):
                     break
                 entry = self._data[key]
-                if entry is None:
-                    continue
-                if entry.expired(now):
-                    expired.append(key)
+                if entry is None or entry.expired(now):
                     continue
                 if len(items) == limit:
-                    # after the last key returned, so keys written meanwhile are not skipped;
-                    # an empty page (limit 0) has no last key and resumes at this one
-                    next_position = Position(items[-1]["key"], after=True) if items else Position(key)
-                    break
+                    last = Position(items[-1]["key"], after=True) if items else Position(key)
+                    return Page(items, last)
                 items.append(entry.as_dict(key))
-            for key in expired:
-                self._remove(key)
-            return Page(items, next_position)
+            return Page(items, None)
+
+    def range(
+        self, prefix: str, limit: int, *, start: str | None = None, after: str | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Upstream main's ``list_range`` walk: up to ``limit`` live entries and "more left".
+
+        ``after`` (a cursor's key) starts strictly after that key; otherwise the walk
+        starts at the larger of ``prefix`` and ``start``. Like upstream, it stops at the
+        first stored key that lacks the prefix, so a ``start`` past the prefix range
+        yields nothing.
+        """
+        with self._lock:
+            now = now_ms()
+            index = self._index()
+            if after is not None:
+                pos = bisect_right(index, after)
+            else:
+                lower = prefix if start is None else (start if prefix == "" or start > prefix else prefix)
+                pos = bisect_left(index, lower)
+            items: list[dict[str, Any]] = []
+            for i in range(pos, len(index)):
+                key = index[i]
+                entry = self._data[key]
+                if entry is None:  # a tombstone is not in upstream's index at all
+                    continue
+                if not key.startswith(prefix):
+                    break
+                if entry.expired(now):
+                    continue
+                if len(items) == limit:
+                    return items, True
+                items.append(entry.as_dict(key))
+            return items, False
 
     def live_keys(self, prefix: str = "") -> list[str]:
-        """Every live key starting with ``prefix``, sorted (for the unpaged legacy listing)."""
-        page = self.page(prefix, limit=None)
-        return [item["key"] for item in page.items]
+        """Every live key starting with ``prefix``, sorted."""
+        with self._lock:
+            now = now_ms()
+            index = self._index()
+            keys = []
+            for i in range(bisect_left(index, prefix), len(index)):
+                key = index[i]
+                if not key.startswith(prefix):
+                    break
+                entry = self._data[key]
+                if entry is not None and not entry.expired(now):
+                    keys.append(key)
+            return keys
+
+    def cleanup_expired(self) -> int:
+        """Upstream's periodic TTL sweep; returns how many keys it removed.
+
+        Expired leases are revoked first (their keys go with ``expire`` events), then
+        every expired key is removed with an ``expire`` event.
+        """
+        with self._lock:
+            now = now_ms()
+            removed = self._expire_leases(now)
+            for key, entry in self._stored():
+                if entry.expired(now):
+                    self._delete_entry(key, entry, now, "expire")
+                    removed += 1
+            return removed
+
+    # -- watch ---------------------------------------------------------------------------
+
+    def watch(self, prefix: str, since_revision: int | None) -> tuple[Watcher, list[dict[str, Any]], int]:
+        """Open a watch: (watcher, replayed events, current revision), atomically.
+
+        Raises ``watch.HistoryUnavailable`` (HTTP 409). Close it with ``unwatch``.
+        """
+        with self._lock:
+            events = self._hub.replay(prefix, since_revision, self._revision)
+            return self._hub.subscribe(prefix), events, self._revision
+
+    def unwatch(self, watcher: Watcher) -> None:
+        """Close a watch opened with ``watch``."""
+        with self._lock:
+            self._hub.unsubscribe(watcher)
+
+    def watch_stats(self) -> dict[str, int]:
+        """``watch_history_size``, ``watch_history_limit`` and ``watchers`` for /stats."""
+        with self._lock:
+            return {
+                "watch_history_size": len(self._hub.history),
+                "watch_history_limit": self._hub.history_limit,
+                "watchers": len(self._hub.watchers),
+            }
 
     # -- internals (call with the lock held) ---------------------------------------------
 
     def _live(self, key: str, now: int) -> _Entry | None:
         entry = self._data.get(key)
-        if entry is not None and entry.expired(now):
-            self._remove(key)
-            return None
+        return None if entry is None or entry.expired(now) else entry
+
+    def _put_entry(
+        self,
+        key: str,
+        value: str,
+        expires_at: int | None,
+        current: _Entry | None,
+        now: int,
+        lease_id: str | None,
+    ) -> _Entry:
+        """Upstream's ``next_entry`` + ``put_entry``: a new version, a revision, an event."""
+        if current is None:
+            entry = _Entry(value, 1, now, now, expires_at, lease_id)
+        else:
+            entry = _Entry(value, current.version + 1, current.created_at, now, expires_at, lease_id)
+        self._revision += 1
+        self._insert(key, entry)
+        self._hub.publish({**entry.as_dict(key), "op": "put", "revision": self._revision, "timestamp": now})
         return entry
 
+    def _delete_entry(self, key: str, current: _Entry | None, now: int, op: str) -> None:
+        """Upstream's ``delete_entry``: nothing for an absent key, else a revision and an event."""
+        if current is None:
+            return
+        self._revision += 1
+        self._data[key] = None
+        self._tombstones += 1
+        self._hub.publish(
+            {
+                "op": op,
+                "key": key,
+                "value": None,
+                "metadata": current.metadata(),
+                "revision": self._revision,
+                "timestamp": now,
+            }
+        )
+
+    def _bump_revision(self) -> None:
+        """Lease and lock operations advance the revision without publishing an event."""
+        self._revision += 1
+
     def _insert(self, key: str, entry: _Entry) -> None:
-        if key in self._data:  # a tombstone: the key is still indexed
-            self._tombstones -= 1
+        if key in self._data:  # stored or a tombstone: the key is already indexed
+            if self._data[key] is None:
+                self._tombstones -= 1
         elif not self._pending and (not self._sorted or key > self._sorted[-1]):
             self._sorted.append(key)
         else:
             self._pending.append(key)
         self._data[key] = entry
 
-    def _remove(self, key: str) -> None:
-        self._data[key] = None
-        self._tombstones += 1
-
-    def _purge_expired(self, now: int) -> None:
-        for key, entry in self._data.items():
-            if entry is not None and entry.expired(now):
-                self._data[key] = None
-                self._tombstones += 1
+    def _stored(self) -> list[tuple[str, _Entry]]:
+        """Every stored entry, expired ones included, in key order."""
+        return [(k, e) for k in self._index() if (e := self._data[k]) is not None]
 
     def _index(self) -> list[str]:
         if self._pending:

@@ -5,18 +5,24 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
+import re
 from typing import Any
 
-from .store import Position
+from .values import elixir_int
 
+#: upstream main's ``@max_key_list_limit`` (0.9.1 and 0.8 have no cap)
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
 
 class ApiError(Exception):
-    """An error answer: JSON ``{error, reason?, key?, ...}`` with ``status``.
+    """An error answer: JSON ``{"error": ..., **fields}`` with ``status``.
 
-    Fields that are None are left out, so ``key``/``reason`` appear only when known.
+    The ``error`` strings are upstream's, case by case ("Not Found", "Unauthorized",
+    ...); fields that are None are left out.
     """
 
     def __init__(
@@ -28,96 +34,92 @@ class ApiError(Exception):
         self.body = {"error": error, **{k: v for k, v in fields.items() if v is not None}}
 
 
-def bad_request(reason: str, error: str = "invalid_request", **fields: Any) -> ApiError:
-    return ApiError(400, error, reason=reason, **fields)
+def dumps(body: Any) -> bytes:
+    """JSON as Jason writes it: compact, UTF-8, and keys in order (Erlang's small maps
+    iterate their keys sorted, so upstream's objects come out alphabetically)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
-def parse_limit(raw: str | None, *, default: int | None, cap: int | None) -> int | None:
-    """``limit``: a non-negative integer, at most ``cap`` when there is one."""
-    if raw is None or raw == "":
-        return default
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise bad_request("limit must be an integer", error="invalid_limit") from None
-    if limit < 0:
-        raise bad_request("limit must not be negative", error="invalid_limit")
-    if cap is not None and limit > cap:
-        raise bad_request(f"limit must be at most {cap}", error="invalid_limit", max=cap)
+def parse_limit_main(raw: str | None) -> int:
+    """Main's ``parse_key_list_limit``: 100 when absent; an integer 0..1000; else 400."""
+    if raw is None:
+        return DEFAULT_PAGE
+    limit = elixir_int(raw)
+    if limit is None or limit < 0:
+        raise ApiError(400, "Invalid limit")
+    if limit > MAX_PAGE:
+        raise ApiError(400, "Limit too large", max=MAX_PAGE)
     return limit
 
 
-def parse_bool(name: str, raw: str | None) -> bool:
-    """Query flags such as ``include_values``: true/false/1/0/yes/no, absent means false."""
-    if raw is None or raw == "":
-        return False
-    lowered = raw.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise bad_request(f"{name} must be true or false")
+def parse_limit_lenient(raw: str | None) -> int:
+    """0.8/0.9.1's ``parse_int(limit, 100)``: a non-negative integer, anything else is 100;
+    no cap at all."""
+    limit = elixir_int(raw) if raw is not None else None
+    return DEFAULT_PAGE if limit is None or limit < 0 else limit
 
 
-def parse_version(name: str, raw: Any, *, from_query: bool = False) -> int | None:
-    """A version precondition (``if_version``): an integer >= 1, None when absent.
-
-    In a JSON body it must be a JSON integer; in the query string, its decimal text.
-    """
+def parse_flag(raw: str | None, default: bool) -> bool | None:
+    """``true``/``1``/``false``/``0`` in any case; None when the text is none of those."""
     if raw is None:
-        return None
-    if isinstance(raw, str) and from_query:
-        try:
-            raw = int(raw)
-        except ValueError:
-            raise bad_request(f"{name} must be an integer >= 1") from None
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-        raise bad_request(f"{name} must be an integer >= 1")
-    return raw
+        return default
+    lowered = raw.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    return None
 
 
-def parse_etags(header: str) -> tuple[bool, frozenset[int]]:
-    """An ``If-Match``/``If-None-Match`` value: (is ``*``, versions listed).
+def if_match_version(header: str | None) -> str | None:
+    """Main's ``parse_etag_version``: trim, drop a leading ``W/``, strip quotes.
 
-    Tags are quoted versions (``"3"``); weak tags count too; a tag that is not a version
-    can never match, which makes the condition fail (412) as HTTP prescribes.
+    The result is validated later as a version, so ``*``, a list of tags or any other
+    text becomes a 400 "Invalid conditions", never a 412.
     """
-    star = False
-    versions: set[int] = set()
-    for part in header.split(","):
-        tag = part.strip()
-        if tag == "*":
-            star = True
-            continue
-        tag = tag.removeprefix("W/").strip('"')
-        if tag.isascii() and tag.isdigit():
-            versions.add(int(tag))
-    return star, frozenset(versions)
+    if header is None:
+        return None
+    return header.strip().removeprefix("W/").strip('"')
 
 
 def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def encode_cursor(position: Position | None) -> str | None:
-    """An opaque cursor: "a"/"f" (after/from) plus the key, base64url without padding."""
-    if position is None:
+def encode_cursor(last_key: str, prefix: str) -> str:
+    """Upstream's ``Toska.Cursor.encode``: base64url, no padding, of ``{"k":key,"p":prefix}``."""
+    raw = dumps({"k": last_key, "p": prefix})
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str] | None:
+    """``Toska.Cursor.decode``: (key, prefix), or None for anything it would reject."""
+    if not cursor or not _BASE64URL.fullmatch(cursor) or len(cursor) % 4 == 1:
         return None
-    raw = ("a" if position.after else "f") + position.key
-    return base64.urlsafe_b64encode(raw.encode("utf-8")).rstrip(b"=").decode("ascii")
-
-
-def decode_cursor(cursor: str) -> Position:
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        raw = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        decoded = json.loads(raw.decode("utf-8"))
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise bad_request("cursor is not one this server issued", error="invalid_cursor") from None
-    if raw[:1] not in ("a", "f"):
-        raise bad_request("cursor is not one this server issued", error="invalid_cursor")
-    return Position(raw[1:], after=raw[0] == "a")
+        return None
+    if not isinstance(decoded, dict):
+        return None
+    key, prefix = decoded.get("k"), decoded.get("p")
+    if not isinstance(key, str) or not isinstance(prefix, str):
+        return None
+    return key, prefix
+
+
+def cursor_key(cursor: str | None, prefix: str) -> str | None:
+    """The key a cursor resumes after; None without one. A cursor that does not decode,
+    or was issued for another prefix, is 400 "Invalid cursor" (main and 0.9.1)."""
+    if cursor is None or cursor == "":
+        return None
+    decoded = decode_cursor(cursor)
+    if decoded is None or decoded[1] != prefix:
+        raise ApiError(400, "Invalid cursor")
+    return decoded[0]
 
 
 def legacy_order(key: str) -> bytes:
-    """Sort key for legacy listings: a stable hash order, like a hash table's iteration."""
+    """Sort key for 0.8 listings: a stable hash order, like an ETS set's iteration."""
     return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()

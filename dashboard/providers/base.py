@@ -94,6 +94,16 @@ class Entry:
             return f"v{self.version}"
         return value_token(self.type, self.value, self.content)
 
+    def matches(self, token: str) -> bool:
+        """Whether this entry is still what a reader who got ``token`` saw.
+
+        A value digest compares the value; a version token compares the version (also for
+        a leased key, whose own token is a digest).
+        """
+        if token.startswith("h"):
+            return token == value_token(self.type, self.value, self.content)
+        return token == self.token or (self.version is not None and token == f"v{self.version}")
+
     @property
     def size(self) -> int:
         """Size of the value in UTF-8 bytes (0 for non-string types)."""

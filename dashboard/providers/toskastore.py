@@ -42,7 +42,6 @@ from .base import (
     TxnOp,
     TxnResult,
     now_ms,
-    value_token,
 )
 from .toskastore_wire import (
     decode_local_cursor,
@@ -74,17 +73,6 @@ def default_index_key_for(prefix: str) -> tuple[str, str] | None:
         return None
     service = prefix.split(":", 1)[0] + ":"
     return service, service + "__keys"
-
-
-def _matches(expected: str, entry: Entry) -> bool:
-    """Whether ``entry`` is still what the operator saw.
-
-    A version token compares versions; a value digest (what unversioned reads such as
-    mget give, and what a leased key's token is) compares the value.
-    """
-    if expected.startswith("h"):
-        return expected == value_token(entry.type, entry.value, entry.content)
-    return expected == entry.token or (entry.version is not None and expected == f"v{entry.version}")
 
 
 @dataclass
@@ -652,7 +640,7 @@ class ToskaStoreProvider(KeyValueProvider):
                     raise self._conflict(key, f"key {key!r} was deleted since it was read", None)
                 raise errors.NotFound(f"key {key!r} not found: there is no TTL to keep",
                                       store=self.name, key=key)
-            if expected is not None and not _matches(expected, current):
+            if expected is not None and not current.matches(expected):
                 raise self._conflict(key, f"key {key!r} changed since it was read", current)
         body: dict[str, Any] = {"value": value}
         if ttl.mode != "keep":
@@ -671,8 +659,8 @@ class ToskaStoreProvider(KeyValueProvider):
             return self._put(key, body, headers, value)
         except errors.Conflict:
             now = self._get_or_none(key)
-            if now is not None and current is not None and expected is not None and _matches(
-                    expected, now):
+            if now is not None and current is not None and expected is not None and (
+                    now.matches(expected)):
                 raise _KeepaliveRaced() from None
             gone = "was deleted" if now is None else "changed"
             raise self._conflict(key, f"key {key!r} {gone} since it was read", now) from None
@@ -729,7 +717,7 @@ class ToskaStoreProvider(KeyValueProvider):
                 current = self._get_or_none(key)
                 if current is None:
                     raise self._conflict(key, f"key {key!r} was deleted since it was read", None)
-                if not _matches(expected, current):
+                if not current.matches(expected):
                     raise self._conflict(key, f"key {key!r} changed since it was read", current)
                 if conditions and current.version is not None:
                     headers["If-Match"] = f'"{current.version}"'
@@ -743,8 +731,8 @@ class ToskaStoreProvider(KeyValueProvider):
                 return False  # some servers answer 404 for an absent key
             except errors.Conflict:
                 now = self._get_or_none(key)
-                if now is not None and current is not None and expected is not None and _matches(
-                        expected, now):
+                if now is not None and current is not None and expected is not None and (
+                        now.matches(expected)):
                     continue  # a keepalive moved the version, the value is unchanged
                 gone = "was deleted" if now is None else "changed"
                 raise self._conflict(key, f"key {key!r} {gone} since it was read", now) from None

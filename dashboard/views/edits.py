@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from .. import mesh
+from .. import mesh, meshjson, writes
 from ..auth import editor_required
-from ..formatting import compact_json, compact_json_of, has_surrogates, parse_ttl, pretty_json
+from ..formatting import has_surrogates, parse_ttl
 from ..providers.base import KEEP_TTL, NO_TTL, Entry, TtlChange
-from ..providers.errors import Conflict, NotFound, ProviderError
+from ..providers.errors import Conflict, NotFound
 from . import provider
 from .keys import parent_prefix
 
@@ -78,12 +78,19 @@ class WriteForm:
         return None
 
     def value_to_store(self) -> str | None:
-        """The value as it will be written: validated JSON (compacted if asked) or raw text."""
+        """The value as it will be written: validated JSON (in the mesh's bytes if asked) or
+        raw text."""
         if self.raw:
             return self.value
         try:
-            parsed = json.loads(self.value, parse_constant=_reject_constant)
-        except (json.JSONDecodeError, ValueError) as error:
+            parsed = meshjson.loads(self.value)
+        except meshjson.JsonTooDeep:
+            self.errors.append(
+                f"The value is nested deeper than {meshjson.MAX_DEPTH} levels; the dashboard "
+                "refuses to write it (a mesh service could not read it either)."
+            )
+            return None
+        except ValueError as error:
             where = (f" (line {error.lineno}, column {error.colno})"
                      if isinstance(error, json.JSONDecodeError) else "")
             self.errors.append(
@@ -92,18 +99,16 @@ class WriteForm:
             )
             return None
         if self.compact:
-            return compact_json_of(parsed)
+            return meshjson.dumps(parsed)
         return self.value
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def value_diff(old: str | None, new: str) -> list[tuple[str, str]]:
     """Line diff of old and new (pretty-printed when both are JSON): (kind, text) pairs."""
-    old_text = pretty_json(old) or (old or "")
-    new_text = pretty_json(new) or new
+    old_text = meshjson.pretty(old) if old is not None else None
+    old_text = old_text if old_text is not None else (old or "")
+    new_text = meshjson.pretty(new)
+    new_text = new_text if new_text is not None else new
     lines = []
     for line in difflib.unified_diff(old_text.splitlines(), new_text.splitlines(),
                                      "current", "new", lineterm="", n=3):
@@ -119,27 +124,22 @@ def _settings():
 
 
 def _service_index_state(key: str) -> tuple[mesh.Service | None, bool]:
-    service = mesh.service_for_key(_settings(), key)
-    if service is None or key == service.index_full_key:
-        return service, False
-    return service, mesh.has_index(provider(), service)
+    return writes.index_applies(provider(), _settings(), key)
 
 
-def _sync_index(key: str, *, add: bool) -> None:
-    """Keep the service's ``__keys`` index in step with a create/edit/delete, as the runtime does."""
-    service = mesh.service_for_key(_settings(), key)
-    if service is None or key == service.index_full_key:
-        return
-    inner = key[len(service.prefix):]
+def _report_index(result: writes.WriteResult) -> None:
+    """Tell the operator what happened to the index after a write that happened."""
+    outcome = result.index
+    if outcome.message:
+        flash(outcome.message, "error" if outcome.status == "failed" else "info")
+
+
+def _is_json(value: str) -> bool:
     try:
-        changed = mesh.update_index(provider(), service, add=[inner] if add else [],
-                                    remove=[] if add else [inner])
-    except ProviderError as error:
-        flash(f"The key was written, but its index could not be updated: {error}", "error")
-        return
-    if changed:
-        verb = "added to" if add else "removed from"
-        flash(f"{inner!r} {verb} the index {service.index_full_key!r}.", "info")
+        json.loads(value)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _edit_page(entry: Entry | None, form: WriteForm, status: int = 200, *,
@@ -166,12 +166,13 @@ def edit_form():
     if not entry.editable:
         flash(f"{entry.type} values are shown read-only.", "error")
         return redirect(url_for("keys.detail", key=key))
-    pretty = pretty_json(entry.value)
+    pretty = meshjson.pretty(entry.value or "")
     form = WriteForm(
         key=key, value=pretty if pretty is not None else entry.value or "",
         ttl_mode="keep" if entry.ttl_known else "", expected_version=entry.token,
         raw=pretty is None,
-        compact=pretty is not None and entry.value == compact_json(entry.value),
+        # ticked when the stored bytes already are what the mesh writes
+        compact=pretty is not None and meshjson.is_mesh_form(entry.value),
     )
     index_state = _service_index_state(key)
     form.update_index = index_state[1]
@@ -195,18 +196,20 @@ def edit_submit():
         return _edit_page(None, form, 409, conflict=True)
     if request.form.get("confirm") != "yes":
         # First submit: show exactly what will change before anything is written.
+        service, _ = _service_index_state(form.key)
         return render_template(
             "edits/confirm.html", form=form, entry=current, diff=value_diff(current.value, value),
-            new_value=value, ttl=ttl, stale=current.token != form.expected_version,
+            new_value=value, ttl=ttl, stale=not current.matches(form.expected_version),
+            raw_warning=service is not None and not _is_json(value),
         )
     try:
-        store.put(form.key, value, ttl=ttl, expected=form.expected_version)
+        result = writes.replace(store, _settings(), form.key, value, ttl=ttl,
+                                expected=form.expected_version, update_index=form.update_index)
     except Conflict as conflict:
         return _edit_page(conflict.current, form, 409, conflict=True)
     audit.info("edit: %s wrote %r (ttl %s)", _operator(), form.key, ttl.mode)
     flash("Saved.", "success")
-    if form.update_index:
-        _sync_index(form.key, add=True)
+    _report_index(result)
     return redirect(url_for("keys.detail", key=form.key), 303)
 
 
@@ -233,14 +236,14 @@ def new():
     if form.errors or ttl is None or value is None:
         return _new_page(form, prefix, 422)
     try:
-        provider().put(form.key, value, ttl=ttl, create_only=True)
+        result = writes.create(provider(), _settings(), form.key, value, ttl=ttl,
+                               update_index=form.update_index)
     except Conflict:
         form.errors.append("A key with this name already exists; nothing was written.")
         return _new_page(form, prefix, 409, exists=True)
     audit.info("create: %s created %r", _operator(), form.key)
     flash("Created.", "success")
-    if form.update_index:
-        _sync_index(form.key, add=True)
+    _report_index(result)
     return redirect(url_for("keys.detail", key=form.key), 303)
 
 
@@ -248,7 +251,8 @@ def _new_page(form: WriteForm, prefix: str, status: int = 200, *,
               index_state: tuple[mesh.Service | None, bool] | None = None, **extra):
     service, indexed = index_state or _service_index_state(form.key or prefix)
     return render_template("edits/new.html", form=form, prefix=prefix, service=service,
-                           indexed=indexed, **extra), status
+                           indexed=indexed, capabilities=provider().capabilities(),
+                           **extra), status
 
 
 @bp.route("/key/delete", methods=["GET", "POST"])
@@ -264,13 +268,13 @@ def delete():
                                service=service, indexed=indexed)
     expected = request.form.get("expected_version") or None
     try:
-        existed = provider().delete(key, expected=expected)
+        result = writes.delete(provider(), _settings(), key, expected=expected,
+                               update_index=request.form.get("update_index") == "on")
     except Conflict as conflict:
         service, indexed = _service_index_state(key)
         return render_template("edits/delete.html", entry=conflict.current, back_prefix=back,
                                service=service, indexed=indexed, conflict=True), 409
-    audit.info("delete: %s deleted %r (existed: %s)", _operator(), key, existed)
-    flash(f"Deleted {key!r}." if existed else f"{key!r} was already gone.", "success")
-    if request.form.get("update_index") == "on":
-        _sync_index(key, add=False)
+    audit.info("delete: %s deleted %r (existed: %s)", _operator(), key, result.existed)
+    flash(f"Deleted {key!r}." if result.existed else f"{key!r} was already gone.", "success")
+    _report_index(result)
     return redirect(url_for("keys.browse", prefix=back), 303)

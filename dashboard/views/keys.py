@@ -9,8 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, render_template, request
 from flask_login import login_required
 
-from .. import mesh
-from ..formatting import pretty_json
+from .. import mesh, meshjson
 from ..htmx import is_htmx, render
 from ..providers.errors import NotFound
 from . import provider
@@ -83,7 +82,7 @@ def detail():
         return render_template("keys/missing.html", key=key, prefix=parent_prefix(key)), 404
     settings = current_app.config["KV_SETTINGS"]
     return render_template(
-        "keys/detail.html", entry=entry, pretty=pretty_json(entry.value),
+        "keys/detail.html", entry=entry, pretty=meshjson.pretty(entry.value or ""),
         prefix=parent_prefix(key), crumbs=breadcrumbs(parent_prefix(key)),
         service=mesh.service_for_key(settings, key), capabilities=provider().capabilities(),
     )

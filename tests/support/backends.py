@@ -15,7 +15,9 @@ from typing import Any
 
 from dashboard.providers.base import NO_TTL, KeyValueProvider, TtlChange
 
-BACKEND_NAMES = ["devstore", "devstore-legacy", "devstore-nolisting", "redis", "toskastore"]
+BACKEND_NAMES = [
+    "devstore", "devstore-0.9.1", "devstore-legacy", "devstore-nolisting", "redis", "toskastore",
+]
 
 
 @dataclass
@@ -115,7 +117,8 @@ def start_backend(name: str) -> Iterator[Backend]:
     """Start the named backend; each test then works under its own unique prefix."""
     factories = {
         "devstore": lambda: _devstore_backend("devstore"),
-        "devstore-legacy": lambda: _devstore_backend("devstore-legacy", legacy=True),
+        "devstore-0.9.1": lambda: _devstore_backend("devstore-0.9.1", release="0.9.1"),
+        "devstore-legacy": lambda: _devstore_backend("devstore-legacy", release="0.8"),
         "devstore-nolisting": lambda: _devstore_backend(
             "devstore-nolisting", no_key_listing=True
         ),
