@@ -136,3 +136,25 @@ def test_index_check_and_repair_from_the_browser(page, store):
     assert json.loads(store.provider.get("drifty:__keys").value) == ["a", "b", "c"]
     page.click('[data-testid="check-again"]')
     assert page.locator('[data-testid="drift-summary"]').get_attribute("data-consistent") == "true"
+
+
+def test_edit_a_leased_key_keeps_it_on_its_lease(page, store):
+    import httpx
+
+    running = store.extra["running"]
+    lease = httpx.post(f"{running.url}/leases", json={"ttl_ms": 600_000}).json()["lease"]["id"]
+    httpx.put(f"{running.url}/kv/locks%3Ajob", json={"value": '{"owner":"a"}',
+                                                           "lease_id": lease})
+    log_in(page)
+    page.goto("/key?key=locks:job")
+    expect(page.locator('[data-testid="lease-note"]')).to_contain_text("follows the lease")
+    page.click('[data-testid="edit"]')
+    assert page.locator('[data-testid="ttl-keep"]').is_checked()
+    expect(page.locator('[data-testid="lease-id"]')).to_have_text(lease)
+    page.fill('[data-testid="value-input"]', '{"owner": "b"}')
+    page.click('[data-testid="review"]')
+    expect(page.locator('[data-testid="ttl-change"]')).to_contain_text("kept on lease")
+    page.click('[data-testid="confirm"]')
+    page.wait_for_url(re.compile(r"/key\?key="))
+    stored = running.store.get("locks:job")
+    assert stored["value"] == '{"owner":"b"}' and stored["metadata"]["lease_id"] == lease

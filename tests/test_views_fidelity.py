@@ -1,0 +1,135 @@
+"""Screens that follow the real stores and the runtime: leases, releases, the mesh's JSON bytes."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from dashboard.devstore import start_devstore
+from dashboard.providers.toskastore import ToskaStoreProvider
+from tests.support.webapp import login, make_app, post_form
+
+
+@pytest.fixture
+def running() -> Iterator:
+    with start_devstore(port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def client_for() -> Iterator:
+    """Logged-in test clients on dev stores; their providers are closed afterwards."""
+    made: list[ToskaStoreProvider] = []
+
+    def make(url: str):
+        made.append(ToskaStoreProvider(url))
+        client = make_app(made[-1]).test_client()
+        login(client)
+        return client, made[-1]
+
+    yield make
+    for provider in made:
+        provider.close()
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def form_value(page: str, name: str) -> str:
+    return html.unescape(re.search(rf'name="{name}" value="([^"]*)"', page).group(1))
+
+
+def textarea(page: str) -> str:
+    return html.unescape(re.search(r'data-testid="value-input">\n(.*?)</textarea>', page, re.S)
+                         .group(1))
+
+
+def leased(server, key: str, value: str) -> str:
+    lease = httpx.post(f"{server.url}/leases", json={"ttl_ms": 60_000}).json()["lease"]["id"]
+    httpx.put(f"{server.url}/kv/{key.replace(':', '%3A')}", json={"value": value, "lease_id": lease})
+    return lease
+
+
+def test_a_leased_key_page_names_the_lease_and_says_the_ttl_follows_it(running, client_for):
+    lease = leased(running, "locks:job", '{"owner":"a"}')
+    client, _ = client_for(running.url)
+    page = text(client.get("/key?key=locks:job"))
+    assert lease in page and "the TTL follows the lease" in page
+
+
+def test_editing_a_leased_key_keeps_it_on_its_lease_by_default(running, client_for):
+    lease = leased(running, "locks:job", '{"owner":"a"}')
+    client, _ = client_for(running.url)
+    page = text(client.get("/key/edit?key=locks:job"))
+    assert f"keep it on lease <code data-testid=\"lease-id\">{lease}</code>" in page
+    assert 'data-testid="lease-detach-warning"' in page
+    data = {"key": "locks:job", "value": '{"owner":"b"}', "ttl_mode": "keep",
+            "expected_version": form_value(page, "expected_version"), "compact": "on"}
+    review = text(post_form(client, "/key/edit", data, token_from="/key/edit?key=locks:job"))
+    assert "kept on lease" in review and 'data-testid="detaches"' not in review
+    saved = post_form(client, "/key/edit", {**data, "confirm": "yes"},
+                      token_from="/key/edit?key=locks:job")
+    assert saved.status_code == 303
+    stored = running.store.get("locks:job")
+    assert stored["value"] == '{"owner":"b"}' and stored["metadata"]["lease_id"] == lease
+
+
+def test_choosing_no_expiry_for_a_leased_key_says_it_detaches(running, client_for):
+    leased(running, "locks:job", "{}")
+    client, _ = client_for(running.url)
+    page = text(client.get("/key/edit?key=locks:job"))
+    review = text(post_form(client, "/key/edit", {
+        "key": "locks:job", "value": "{}", "ttl_mode": "none",
+        "expected_version": form_value(page, "expected_version")},
+        token_from="/key/edit?key=locks:job"))
+    assert 'data-testid="detaches"' in review
+
+
+def test_new_key_on_0_9_1_says_create_only_is_read_then_write(client_for):
+    with start_devstore(port=0, release="0.9.1") as server:
+        client, _ = client_for(server.url)
+        assert 'data-testid="create-not-atomic"' in text(client.get("/key/new?prefix=svc:"))
+    with start_devstore(port=0) as server:
+        client, _ = client_for(server.url)
+        assert 'data-testid="create-not-atomic"' not in text(client.get("/key/new?prefix=svc:"))
+
+
+def test_a_raw_value_under_a_service_prefix_warns_before_saving(running, client_for):
+    running.store.put("profiles:alice", '{"id":"alice"}')
+    client, _ = client_for(running.url)
+    page = text(client.get("/key/edit?key=profiles:alice"))
+    review = text(post_form(client, "/key/edit", {
+        "key": "profiles:alice", "value": "not json", "raw": "on", "ttl_mode": "keep",
+        "expected_version": form_value(page, "expected_version")},
+        token_from="/key/edit?key=profiles:alice"))
+    assert 'data-testid="raw-warning"' in review and "fail to deserialise" in review
+
+
+MESH_VALUE = '{"id":"alice","displayName":"Zo\\u00EB \\u003Cb\\u003E","tags":["a\\u0022b"],"n":1.50}'
+
+
+def test_an_edit_of_one_field_changes_only_that_field_s_bytes(running, client_for):
+    running.store.put("profiles:alice", MESH_VALUE)
+    client, _ = client_for(running.url)
+    page = text(client.get("/key/edit?key=profiles:alice"))
+    assert re.search(r'name="compact" checked', page)  # stored bytes are the mesh's own
+    shown = textarea(page)
+    assert "Zoë <b>" in shown and "1.50" in shown  # readable, number as written
+    edited = shown.replace('"alice"', '"alicia"', 1)
+    data = {"key": "profiles:alice", "value": edited, "ttl_mode": "keep", "compact": "on",
+            "expected_version": form_value(page, "expected_version"), "confirm": "yes"}
+    assert post_form(client, "/key/edit", data, token_from="/key/edit?key=profiles:alice"
+                     ).status_code == 303
+    assert running.store.get("profiles:alice")["value"] == MESH_VALUE.replace("alice", "alicia", 1)
+
+
+def test_a_value_not_in_the_mesh_s_form_is_not_compacted_by_default(running, client_for):
+    running.store.put("profiles:bob", '{"name": "Bob"}')
+    client, _ = client_for(running.url)
+    page = text(client.get("/key/edit?key=profiles:bob"))
+    assert not re.search(r'name="compact" checked', page)
