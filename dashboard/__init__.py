@@ -146,6 +146,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # One line per store request drowns the operators' audit lines.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    for warning in settings.warnings:
+        app.logger.warning("configuration: %s", warning)
 
     @app.after_request
     def _security_headers(response):

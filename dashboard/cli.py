@@ -42,8 +42,14 @@ class Command:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from ``--config`` (else ``$DASHBOARD_APPSETTINGS``) and the environment."""
-    return load_settings(getattr(args, "config", None))
+    """Settings from ``--config`` (else ``$DASHBOARD_APPSETTINGS``) and the environment.
+
+    Warnings (e.g. an unknown provider name, read as Redis like the mesh does) go to stderr.
+    """
+    settings = load_settings(getattr(args, "config", None))
+    for warning in settings.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    return settings
 
 
 # --------------------------------------------------------------------------- devstore

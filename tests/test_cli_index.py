@@ -322,3 +322,11 @@ def test_duplicates_alone_exit_0_unless_strict(tmp_path, capsys, devstore):
     assert main(["check-index", "--config", config, "--service", prefix]) == 0
     assert "harmless" in capsys.readouterr().out
     assert main(["check-index", "--config", config, "--service", prefix, "--strict"]) == 1
+
+
+def test_an_unknown_provider_name_is_warned_about_on_stderr(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("Mesh__KeyValue__Provider", "Toska")
+    monkeypatch.setenv("Mesh__KeyValue__Redis__ConnectionString", "127.0.0.1:1")
+    assert main(["check-index"]) == 2  # read as Redis, as the mesh does: nothing listens there
+    err = capsys.readouterr().err
+    assert "warning" in err and '"Toska"' in err and "Redis" in err

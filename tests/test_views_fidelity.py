@@ -133,3 +133,14 @@ def test_a_value_not_in_the_mesh_s_form_is_not_compacted_by_default(running, cli
     client, _ = client_for(running.url)
     page = text(client.get("/key/edit?key=profiles:bob"))
     assert not re.search(r'name="compact" checked', page)
+
+
+def test_an_unknown_provider_name_is_shown_to_operators(running):
+    provider = ToskaStoreProvider(running.url)
+    try:
+        client = make_app(provider, mesh={"Provider": "Toska"}).test_client()
+        login(client)
+        page = text(client.get("/services"))
+    finally:
+        provider.close()
+    assert 'data-testid="config-warning"' in page and "Toska" in page

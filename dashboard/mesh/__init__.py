@@ -1,0 +1,105 @@
+"""ToskaMesh semantics above the providers: service prefixes and the ``__keys`` index.
+
+Both stores share these rules (mesh-kv.md): a service is a key prefix ending in ``:``;
+an indexed service keeps a JSON array of its keys, without the prefix, at
+``<prefix><KeyIndexKey>``, which never lists itself.
+
+The index drifts (the runtime's blind read-modify-write loses updates, keeps expired
+and foreign-deleted keys, allows duplicates): ``check_index`` measures the drift of one
+service and ``plan_repair``/``apply_repair`` fix it with compare-and-swap writes that
+keep whatever mesh services add to the index meanwhile. The web views and the CLI
+both use these functions.
+
+One module per concern; callers use ``mesh.<name>``, re-exported here:
+
+- ``services``: ``Service``, prefixes, and which services are configured, known or indexed;
+- ``index``: the ``__keys`` index itself (parse, serialise, read, compare-and-swap update);
+- ``drift``: ``check_index`` and its ``DriftReport``;
+- ``repair``: ``plan_repair``/``apply_repair``, their ``ACTIONS`` and the audit log line.
+Their underscore helpers are re-exported too (``_name as _name``), so ``mesh._name``
+still resolves.
+"""
+
+from .drift import (
+    CHECK_BATCH,
+    CHECK_PAGE,
+    DriftReport,
+    NoIndex,
+    NoSuchService,
+    check_index,
+)
+from .drift import _existing as _existing
+from .drift import _require_index_or_keys as _require_index_or_keys
+from .index import (
+    MalformedIndex,
+    has_index,
+    parse_index,
+    read_index,
+    read_index_entry,
+    serialise_index,
+    update_index,
+)
+from .repair import (
+    ACTIONS,
+    RepairPlan,
+    RepairRefused,
+    RepairResult,
+    apply_repair,
+    audit_log,
+    full_keys,
+    plan_repair,
+    repair_is_atomic,
+)
+from .repair import _apply_action as _apply_action
+from .repair import _audit as _audit
+from .repair import _changed as _changed
+from .repair import _inner as _inner
+from .repair import _undone as _undone
+from .services import (
+    DEFAULT_INDEX_KEY,
+    SEPARATOR,
+    Service,
+    configured_services,
+    known_services,
+    normalise_prefix,
+    service_for_key,
+    service_for_prefix,
+    services_with_index,
+)
+from .services import _default_service as _default_service
+from .services import _index_name as _index_name
+from .services import _keeps_index as _keeps_index
+
+__all__ = [
+    "ACTIONS",
+    "CHECK_BATCH",
+    "CHECK_PAGE",
+    "DEFAULT_INDEX_KEY",
+    "SEPARATOR",
+    "DriftReport",
+    "MalformedIndex",
+    "NoIndex",
+    "NoSuchService",
+    "RepairPlan",
+    "RepairRefused",
+    "RepairResult",
+    "Service",
+    "apply_repair",
+    "audit_log",
+    "check_index",
+    "configured_services",
+    "full_keys",
+    "has_index",
+    "known_services",
+    "normalise_prefix",
+    "parse_index",
+    "plan_repair",
+    "read_index",
+    "read_index_entry",
+    "repair_is_atomic",
+    "serialise_index",
+    "service_for_key",
+    "service_for_prefix",
+    "services_with_index",
+    "update_index",
+]

@@ -1,0 +1,111 @@
+"""The ``__keys`` index itself: parse, serialise, read and update it (compare-and-swap)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from .. import meshjson
+from ..providers.base import NO_TTL, Entry, KeyValueProvider
+from ..providers.errors import Conflict, NotFound, ProviderError
+from .services import Service
+
+
+class MalformedIndex(ProviderError):
+    """The ``__keys`` index exists but is not a JSON array of strings."""
+
+    kind = "malformed-index"
+    http_status = 409
+
+
+
+def parse_index(entry: Entry) -> list[str]:
+    """The index's entries in stored order (duplicates kept); raises ``MalformedIndex`` if malformed."""
+    if entry.type != "string" or entry.value is None:
+        raise MalformedIndex(
+            f"index {entry.key!r} is a Redis {entry.type}, not a JSON array stored as a string",
+            key=entry.key,
+        )
+    try:
+        data = json.loads(entry.value or "")
+    except json.JSONDecodeError as error:
+        raise MalformedIndex(
+            f"index {entry.key!r} is not valid JSON ({error.msg} at position {error.pos}); "
+            f"it starts with {(entry.value or '')[:200]!r}", key=entry.key,
+        ) from None
+    except (ValueError, RecursionError):
+        # nested too deep, or a number over Python's digit limit: no array of strings
+        raise MalformedIndex(
+            f"index {entry.key!r} is not a JSON array of strings (nested too deep or an "
+            f"oversized number); it starts with {(entry.value or '')[:200]!r}", key=entry.key,
+        ) from None
+    if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
+        raise MalformedIndex(
+            f"index {entry.key!r} is not a JSON array of strings; it starts with "
+            f"{(entry.value or '')[:200]!r}", key=entry.key,
+        )
+    return data
+
+
+def serialise_index(keys: Iterable[str]) -> str:
+    """The runtime's bytes: System.Text.Json's compact array, non-ASCII escaped."""
+    return meshjson.dumps(list(keys))
+
+
+def read_index_entry(provider: KeyValueProvider, service: Service) -> Entry | None:
+    """The stored index entry, unparsed, or None when the service has none."""
+    try:
+        return provider.get(service.index_full_key)
+    except NotFound:
+        return None
+
+
+def read_index(provider: KeyValueProvider, service: Service) -> tuple[list[str], Entry] | None:
+    """The parsed index and the entry it came from, or None when the service has none."""
+    entry = read_index_entry(provider, service)
+    return None if entry is None else (parse_index(entry), entry)
+
+
+def has_index(provider: KeyValueProvider, service: Service) -> bool:
+    return read_index_entry(provider, service) is not None
+
+
+def update_index(
+    provider: KeyValueProvider, service: Service, *, add: Iterable[str] = (),
+    remove: Iterable[str] = (), attempts: int = 8, create_missing: bool = False,
+) -> str:
+    """Add/remove keys (without the prefix) in the service's index, compare-and-swap.
+
+    Unlike the runtime's blind read-modify-write, a concurrent change makes us re-read and
+    re-apply, so nothing another writer added is lost. A missing index is created (with
+    just the added keys, as the runtime's first write does) only with ``create_missing``.
+    Returns "missing", "unchanged", "updated" or "created".
+    """
+    add = [k for k in add if k != service.index_key]
+    remove = set(remove)
+    for _ in range(attempts):
+        current = read_index(provider, service)
+        if current is None:
+            if not create_missing:
+                return "missing"
+            try:
+                provider.put(service.index_full_key, serialise_index(dict.fromkeys(add)),
+                             ttl=NO_TTL, create_only=True)
+                return "created"
+            except Conflict:
+                continue
+        keys, entry = current
+        updated = [k for k in keys if k not in remove]
+        present = set(updated)
+        updated.extend(k for k in dict.fromkeys(add) if k not in present)
+        if updated == keys:
+            return "unchanged"
+        try:
+            provider.put(entry.key, serialise_index(updated), ttl=NO_TTL, expected=entry.token)
+            return "updated"
+        except Conflict:
+            continue
+    raise Conflict(
+        f"the index {service.index_full_key!r} kept changing; gave up after {attempts} attempts",
+        store=provider.name, key=service.index_full_key,
+    )
