@@ -6,6 +6,8 @@ import json
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dashboard.meshjson import (
     MAX_DEPTH,
@@ -18,13 +20,6 @@ from dashboard.meshjson import (
     pretty,
     to_mesh_form,
 )
-
-try:
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-except ImportError:  # pragma: no cover - the property tests below are then skipped
-    st = None
-
 
 # --- escaping of strings: the default encoder's rules -------------------------------------------------
 
@@ -390,63 +385,56 @@ def _string_escapes_are_mesh_form(encoded: str) -> bool:
     return True
 
 
-if st is not None:
-    _chars = st.characters(exclude_categories=()) | st.sampled_from("\"'&+<>`/\\\x7f\n\r\t\b\f\x00é😀\ud800")
-    _strings = st.text(alphabet=_chars, max_size=12)
-    _scalars = (
-        st.none()
-        | st.booleans()
-        | st.integers()
-        | st.floats(allow_nan=False, allow_infinity=False)
-        | _strings
-    )
-    _json = st.recursive(
-        _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_strings, inner, max_size=4),
-        max_leaves=25,
-    )
-    _json_no_floats = st.recursive(
-        st.none() | st.booleans() | st.integers() | _strings,
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_strings, inner, max_size=4),
-        max_leaves=25,
-    )
-    _settings = settings(database=None, deadline=None, max_examples=300)
+_chars = st.characters(exclude_categories=()) | st.sampled_from("\"'&+<>`/\\\x7f\n\r\t\b\f\x00é😀\ud800")
+_strings = st.text(alphabet=_chars, max_size=12)
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _strings
+)
+_json = st.recursive(
+    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_strings, inner, max_size=4),
+    max_leaves=25,
+)
+_json_no_floats = st.recursive(
+    st.none() | st.booleans() | st.integers() | _strings,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_strings, inner, max_size=4),
+    max_leaves=25,
+)
+_settings = settings(database=None, deadline=None, max_examples=300)
 
-    @_settings
-    @given(_json)
-    def test_property_dumps_is_ascii_mesh_form_and_round_trips(value):
-        out = dumps(value)
-        assert out.isascii()
-        assert is_mesh_form(out)
-        assert _same(loads(out), value)
-        # an independent reader agrees on what was written
-        stdlib = json.loads(out, object_pairs_hook=JsonObject, parse_int=Number, parse_float=Number)
-        assert _same(stdlib, value)
-        assert to_mesh_form(pretty(out)) == out
+@_settings
+@given(_json)
+def test_property_dumps_is_ascii_mesh_form_and_round_trips(value):
+    out = dumps(value)
+    assert out.isascii()
+    assert is_mesh_form(out)
+    assert _same(loads(out), value)
+    # an independent reader agrees on what was written
+    stdlib = json.loads(out, object_pairs_hook=JsonObject, parse_int=Number, parse_float=Number)
+    assert _same(stdlib, value)
+    assert to_mesh_form(pretty(out)) == out
 
-    @_settings
-    @given(_strings)
-    def test_property_strings_use_only_the_runtimes_escapes(value):
-        encoded = dumps(value)
-        assert _string_escapes_are_mesh_form(encoded)
-        assert json.loads(encoded) == _utf16(value)
-        assert loads(encoded) == _utf16(value)
+@_settings
+@given(_strings)
+def test_property_strings_use_only_the_runtimes_escapes(value):
+    encoded = dumps(value)
+    assert _string_escapes_are_mesh_form(encoded)
+    assert json.loads(encoded) == _utf16(value)
+    assert loads(encoded) == _utf16(value)
 
-    @_settings
-    @given(st.floats(allow_nan=False, allow_infinity=False))
-    def test_property_floats_round_trip_in_dotnet_shape(value):
-        out = dumps(value)
-        assert float(out) == value
-        assert re.fullmatch(r"-?(0|[1-9][0-9]{0,16})(\.[0-9]+)?(E[-+][0-9]{2,3})?", out)
+@_settings
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_property_floats_round_trip_in_dotnet_shape(value):
+    out = dumps(value)
+    assert float(out) == value
+    assert re.fullmatch(r"-?(0|[1-9][0-9]{0,16})(\.[0-9]+)?(E[-+][0-9]{2,3})?", out)
 
-    @_settings
-    @given(_json_no_floats)
-    def test_property_other_writers_text_normalises_to_dumps(value):
-        written = json.dumps(value, indent=2, ensure_ascii=False)
-        assert to_mesh_form(written) == dumps(value)
-        assert to_mesh_form(pretty(written)) == dumps(value)
-
-else:  # pragma: no cover
-
-    @pytest.mark.skip(reason="hypothesis is not installed")
-    def test_property_tests_need_hypothesis():
-        pass
+@_settings
+@given(_json_no_floats)
+def test_property_other_writers_text_normalises_to_dumps(value):
+    written = json.dumps(value, indent=2, ensure_ascii=False)
+    assert to_mesh_form(written) == dumps(value)
+    assert to_mesh_form(pretty(written)) == dumps(value)
