@@ -1,25 +1,36 @@
-# The README's two commands: `make demo` and `make test`. Both install what they need.
+# The README's two commands: `make demo` and `make test`. Both install what they need into
+# a project virtualenv (.venv): a Debian system Python refuses a global pip install.
 PYTHON ?= python3
-PIP_INSTALL = $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore
+VENV ?= .venv
+PY = $(VENV)/bin/python
+PIP_INSTALL = $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-fast install install-test lint
+.PHONY: demo test test-fast install install-test lint venv system-deps
 
-install:
+$(PY):
+	@$(PYTHON) -m venv $(VENV) || { echo "make: cannot create $(VENV); on Debian: apt-get install python3-venv" >&2; exit 1; }
+
+venv: $(PY)
+
+install: $(PY)
 	$(PIP_INSTALL) -e .
 
-install-test:
+system-deps:
 	scripts/install-system-deps
+
+# system-deps first: on Debian it also brings python3-venv, which the venv needs
+install-test: system-deps $(PY)
 	$(PIP_INSTALL) -e '.[test]'
 
 demo: install
-	toska-kv demo
+	$(PY) -m dashboard.cli demo
 
 test: install-test
-	$(PYTHON) -m ruff check dashboard tests bench scripts/screenshots.py
-	scripts/with-devstore $(PYTHON) -m pytest
+	$(PY) -m ruff check dashboard tests bench scripts/screenshots.py
+	$(PY) scripts/with-devstore $(PY) -m pytest
 
-test-fast:
-	$(PYTHON) -m pytest -m "not slow and not e2e"
+test-fast: install-test
+	$(PY) -m pytest -m "not slow and not e2e"
 
-lint:
-	$(PYTHON) -m ruff check dashboard tests bench scripts/screenshots.py
+lint: install-test
+	$(PY) -m ruff check dashboard tests bench scripts/screenshots.py
