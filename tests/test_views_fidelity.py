@@ -144,3 +144,14 @@ def test_an_unknown_provider_name_is_shown_to_operators(running):
     finally:
         provider.close()
     assert 'data-testid="config-warning"' in page and "Toska" in page
+
+
+def test_creating_a_raw_value_under_a_service_prefix_warns(running, client_for):
+    client, _ = client_for(running.url)
+    created = post_form(client, "/key/new", {"key": "profiles:x", "value": "plain text",
+                                             "raw": "on", "ttl_mode": "none"},
+                        token_from="/key/new?prefix=profiles:")
+    assert created.status_code == 303
+    page = text(client.get(created.headers["Location"]))
+    assert "fail to deserialise" in page
+    assert running.store.get("profiles:x")["value"] == "plain text"

@@ -42,7 +42,7 @@ def _server_status(req: Request) -> dict[str, Any]:
             # dev-store extras (upstream's config map holds host/port/env/daemon)
             "server": "toska-kv devstore",
             "release": cfg.release,
-            "mode": "legacy" if cfg.legacy else "current",
+            "mode": "current" if cfg.release == "main" else "legacy",
             "key_listing": not cfg.no_key_listing,
             "read_only": cfg.read_only,
             "read_auth": bool(cfg.tokens_for("read")),

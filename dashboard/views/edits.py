@@ -243,6 +243,9 @@ def new():
         return _new_page(form, prefix, 409, exists=True)
     audit.info("create: %s created %r", _operator(), form.key)
     flash("Created.", "success")
+    if mesh.service_for_key(_settings(), form.key) is not None and not _is_json(value):
+        flash("The value is not JSON: the service that owns this prefix reads every value "
+              "as JSON and will fail to deserialise this key.", "error")
     _report_index(result)
     return redirect(url_for("keys.detail", key=form.key), 303)
 
