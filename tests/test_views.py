@@ -120,6 +120,16 @@ def test_services_lists_each_prefix_with_lazy_counts(editor, store):
     assert 'data-exact="true"' in text(summary)
 
 
+def test_an_index_shows_on_toskastore_and_is_plain_data_on_redis(editor, store):
+    store.seed({"plain:a": "1"})
+    store.provider.put("plain:__keys", '["a"]', ttl=NO_TTL)
+    summary = text(editor.get("/services/summary?prefix=plain:", headers={"HX-Request": "true"}))
+    if store.provider.kind == "redis":  # the Redis runtime keeps no index
+        assert 'data-indexed="false"' in summary and 'data-count="2"' in summary
+    else:
+        assert 'data-indexed="true"' in summary and 'data-count="1"' in summary
+
+
 def test_browse_pages_through_keys(editor, store):
     keys = {f"pg:item:{i:04d}": json.dumps({"i": i}) for i in range(130)}
     store.seed(keys)

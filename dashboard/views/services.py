@@ -34,7 +34,8 @@ def summary():
     prefix = request.args.get("prefix", "")
     service = mesh.service_for_key(settings, prefix) or mesh.Service(prefix, prefix)
     count, exact = provider().count_keys(prefix, cap=COUNT_CAP)
-    indexed = mesh.has_index(provider(), service)
+    # the Redis runtime keeps no index: a __keys key there is plain data, counted as a key
+    indexed = service.keeps_index is not False and mesh.has_index(provider(), service)
     if indexed and provider().capabilities().key_listing:
         count -= 1 if count and exact else 0  # the index key itself is not a service key
     return render("services/_summary.html", "services/_summary.html", service=service,
