@@ -173,9 +173,11 @@ def _index_compare(service: mesh.Service, entry: Entry | None) -> Compare:
 def _ttl_ms(ttl: TtlChange, current: Entry | None) -> int | None:
     if ttl.mode == "set":
         return ttl.ms
-    if ttl.mode == "none" or current is None or current.expires_at_ms is None:
+    if ttl.mode == "none" or current is None:
         return None
-    remaining = current.expires_at_ms - now_ms()
+    remaining = current.ttl_to_keep_ms()
+    if remaining is None:
+        return None
     if remaining <= 0:  # a ttl_ms <= 0 would delete the key
         raise NotFound(f"key {current.key!r} expired before it could be written", key=current.key)
     return remaining

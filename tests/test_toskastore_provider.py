@@ -857,3 +857,16 @@ def test_a_revoked_lease_before_the_save_writes_nothing(serve, connect):
     with pytest.raises(errors.Conflict):
         provider.put("locks:job", "v2", expected=seen.token)
     assert server.store.get("locks:job") is None
+
+
+def test_keep_ttl_does_not_extend_the_expiry_by_the_store_s_latency(serve, connect):
+    server = serve(delay_ms=300)
+    server.store.put("svc:k", "v", ttl_ms=60_000)
+    before = server.store.get("svc:k")["metadata"]["expires_at"]
+    provider = connect(server.url)
+    seen = provider.get("svc:k")
+    assert seen.read_rtt_ms >= 300
+    provider.put("svc:k", "v2", expected=seen.token)  # ttl: keep
+    after = server.store.get("svc:k")["metadata"]["expires_at"]
+    # before the fix the key gained the 300 ms the write spent reaching the store
+    assert before - 1_000 < after <= before + 50

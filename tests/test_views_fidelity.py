@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -155,3 +156,78 @@ def test_creating_a_raw_value_under_a_service_prefix_warns(running, client_for):
     page = text(client.get(created.headers["Location"]))
     assert "fail to deserialise" in page
     assert running.store.get("profiles:x")["value"] == "plain text"
+
+
+CONTROL_KEYS = ["svc:line\nfeed", "svc:carriage\rreturn", "svc:tab\there", "svc:bell\x07x",
+                "svc:crlf\r\nkey"]
+
+
+def browser_fields(page: str, form_action: str) -> dict[str, str]:
+    """The hidden fields of a form as a browser submits them: line breaks become CRLF."""
+    form = re.search(rf'<form method="post" action="{re.escape(form_action)}".*?</form>', page, re.S)
+    fields = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                                  form.group(0)):
+        fields[name] = re.sub(r"\r\n|\r|\n", "\r\n", html.unescape(value))
+    return fields
+
+
+@pytest.mark.parametrize("key", CONTROL_KEYS)
+def test_keys_with_control_characters_survive_the_edit_and_delete_forms(running, client_for, key):
+    running.store.put(key, '{"a":1}')
+    client, _ = client_for(running.url)
+    edit_url = "/key/edit?" + urlencode({"key": key})
+    page = text(client.get(edit_url))
+    data = {**browser_fields(page, "/key/edit"), "value": '{"a": 2}', "ttl_mode": "keep",
+            "compact": "on", "confirm": "yes"}
+    saved = post_form(client, "/key/edit", data, token_from=edit_url)
+    assert saved.status_code == 303, text(saved)
+    assert running.store.get(key)["value"] == '{"a":2}'
+    delete_url = "/key/delete?" + urlencode({"key": key})
+    page = text(client.get(delete_url))
+    deleted = post_form(client, "/key/delete", browser_fields(page, "/key/delete"),
+                        token_from=delete_url)
+    assert deleted.status_code == 303, text(deleted)
+    assert running.store.get(key) is None
+
+
+def submit_edit(client, key: str, value: str | None = None, **fields):
+    """Open the edit form and send it back as a browser would (CRLF line breaks)."""
+    url = "/key/edit?" + urlencode({"key": key})
+    page = text(client.get(url))
+    shown = textarea(page) if value is None else value
+    data = {**browser_fields(page, "/key/edit"), "value": re.sub(r"\r\n|\r|\n", "\r\n", shown),
+            "ttl_mode": "keep", "confirm": "yes", **fields}
+    if re.search(r'name="raw" checked', page):
+        data.setdefault("raw", "on")
+    if re.search(r'name="compact" checked', page):
+        data.setdefault("compact", "on")
+    return post_form(client, "/key/edit", data, token_from=url)
+
+
+@pytest.mark.parametrize("stored", ["line one\r\nline two\r\n", "old\rmac\r", '{"name": "Bob"}',
+                                    '{\r\n  "a": 1\r\n}'])
+def test_an_unchanged_value_is_never_written(running, client_for, stored):
+    running.store.put("svc:k", stored)
+    version = running.store.get("svc:k")["metadata"]["version"]
+    client, _ = client_for(running.url)
+    answer = submit_edit(client, "svc:k")
+    assert answer.status_code == 303
+    assert "Nothing changed" in text(client.get(answer.headers["Location"]))
+    assert running.store.get("svc:k")["metadata"]["version"] == version
+    assert running.store.get("svc:k")["value"] == stored
+
+
+def test_a_ttl_change_alone_keeps_the_stored_bytes(running, client_for):
+    running.store.put("svc:k", "line one\r\nline two")
+    client, _ = client_for(running.url)
+    assert submit_edit(client, "svc:k", ttl_mode="set", ttl="1h").status_code == 303
+    stored = running.store.get("svc:k")
+    assert stored["value"] == "line one\r\nline two" and stored["metadata"]["expires_at"]
+
+
+def test_an_edit_keeps_the_line_endings_it_did_not_touch(running, client_for):
+    running.store.put("svc:k", "one\r\ntwo\r\nthree")
+    client, _ = client_for(running.url)
+    assert submit_edit(client, "svc:k", "one\ntwo\nTHREE").status_code == 303
+    assert running.store.get("svc:k")["value"] == "one\r\ntwo\r\nTHREE"

@@ -82,6 +82,20 @@ class Entry:
     content: Any = None
     #: length in elements for non-string types
     length: int | None = None
+    #: milliseconds the read took (request to answer): a rewrite reaches the store about
+    #: that much later, so a kept TTL is shortened by it (see ``ttl_to_keep_ms``)
+    read_rtt_ms: int = 0
+
+    def ttl_to_keep_ms(self) -> int | None:
+        """The TTL a rewrite must send so the key expires no later than it does now.
+
+        None when the key has no expiry. A plain "remaining time" would be counted from
+        when the store receives the rewrite, one trip later: the key would live that
+        much longer each time it is edited.
+        """
+        if self.expires_at_ms is None:
+            return None
+        return self.expires_at_ms - now_ms() - self.read_rtt_ms
 
     @property
     def token(self) -> str:

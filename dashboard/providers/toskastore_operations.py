@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from . import errors
@@ -91,7 +92,8 @@ class OperationsMixin:
         response = self._request("GET", self._key_path(key), key=key)
         data = self._json(response, "GET key", key=key)
         self._note_metadata(data.get("metadata") is not None)
-        return self._entry(data, key, what="GET key")
+        entry = self._entry(data, key, what="GET key")
+        return replace(entry, read_rtt_ms=int(response.elapsed.total_seconds() * 1000))
 
     def _get_or_none(self, key: str) -> Entry | None:
         try:
@@ -227,9 +229,9 @@ class OperationsMixin:
             return {"lease_id": current.lease_id}
         if not current.ttl_known:
             raise self._keep_unsupported(current.key)
-        if current.expires_at_ms is None:
+        remaining = current.ttl_to_keep_ms()
+        if remaining is None:
             return {"ttl_ms": None}
-        remaining = current.expires_at_ms - now_ms()
         if remaining <= 0:
             # never send ttl_ms <= 0: the server would delete the key
             raise errors.NotFound(f"key {current.key!r} expired before it could be written",

@@ -13,11 +13,12 @@ def provider() -> KeyValueProvider:
 
 
 def register_blueprints(app: Flask) -> None:
-    from .. import formatting
+    from .. import formatting, forms
     from ..auth import can_write
     from . import edits, index, keys, mget, ops, services
 
     formatting.register(app)
+    app.jinja_env.filters["b64field"] = forms.encode
     app.register_blueprint(ops.bp)
     app.register_blueprint(services.bp)
     app.register_blueprint(keys.bp)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from .. import mesh, meshjson, writes
+from .. import forms, mesh, meshjson, writes
 from ..auth import editor_required
 from ..formatting import has_surrogates, parse_ttl
 from ..providers.base import KEEP_TTL, NO_TTL, Entry, TtlChange
@@ -44,7 +44,7 @@ class WriteForm:
     def from_request(cls) -> WriteForm:
         form = request.form
         return cls(
-            key=form.get("key", ""),
+            key=forms.field("key"),
             # Browsers send CRLF from textareas; stored values use LF.
             value=form.get("value", "").replace("\r\n", "\n"),
             ttl_mode=form.get("ttl_mode", "keep"),
@@ -134,6 +134,33 @@ def _report_index(result: writes.WriteResult) -> None:
         flash(outcome.message, "error" if outcome.status == "failed" else "info")
 
 
+def _lf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _keep_what_was_not_touched(stored: str, form: WriteForm, value: str) -> str:
+    """The value to write, keeping the stored bytes the operator did not change.
+
+    The form showed ``stored`` pretty-printed (or raw) and the browser sent every line
+    break back as CRLF. Text the operator left as shown is the stored value itself, never
+    a rewrite (only an explicit "compact" turns it into the mesh's form); edited text keeps
+    the stored value's line-ending style where it had a single one.
+    """
+    shown = meshjson.pretty(stored)
+    shown = stored if shown is None or form.raw else shown
+    if _lf(form.value) == _lf(shown):
+        if form.compact and not form.raw and meshjson.pretty(stored) is not None:
+            return meshjson.to_mesh_form(stored)
+        return stored
+    if "\n" not in value and "\r" not in value:
+        return value
+    if "\r\n" in stored and stored.count("\r\n") == stored.count("\n") == stored.count("\r"):
+        return _lf(value).replace("\n", "\r\n")
+    if "\r" in stored and "\n" not in stored:
+        return _lf(value).replace("\n", "\r")
+    return value
+
+
 def _is_json(value: str) -> bool:
     try:
         json.loads(value)
@@ -194,6 +221,11 @@ def edit_submit():
         return _edit_page(current, form, 422)
     if current is None:
         return _edit_page(None, form, 409, conflict=True)
+    if current.matches(form.expected_version) and current.value is not None:
+        value = _keep_what_was_not_touched(current.value, form, value)
+        if value == current.value and ttl.mode == "keep":
+            flash("Nothing changed: nothing was written.", "info")
+            return redirect(url_for("keys.detail", key=form.key), 303)
     if request.form.get("confirm") != "yes":
         # First submit: show exactly what will change before anything is written.
         service, _ = _service_index_state(form.key)
@@ -222,7 +254,7 @@ def _operator() -> str:
 @bp.route("/key/new", methods=["GET", "POST"])
 @editor_required
 def new():
-    prefix = request.values.get("prefix", "")
+    prefix = forms.field("prefix")
     if request.method == "GET":
         form = WriteForm(key=prefix, value="{}", ttl_mode="none")
         index_state = _service_index_state(prefix)
@@ -261,9 +293,9 @@ def _new_page(form: WriteForm, prefix: str, status: int = 200, *,
 @bp.route("/key/delete", methods=["GET", "POST"])
 @editor_required
 def delete():
-    key = request.values.get("key", "")
+    key = forms.field("key")
     _require_text_key(key)
-    back = request.values.get("back_prefix") or parent_prefix(key)
+    back = forms.field("back_prefix") or parent_prefix(key)
     if request.method == "GET" or request.form.get("confirm") != "yes":
         entry = provider().get(key)
         service, indexed = _service_index_state(key)

@@ -13,7 +13,7 @@ import time
 from flask import Blueprint, abort, current_app, flash, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import mesh
+from .. import forms, mesh
 from ..auth import editor_required
 from ..htmx import is_htmx
 from . import provider
@@ -94,7 +94,7 @@ def check():
 @bp.route("/index/repair", methods=["GET", "POST"])
 @editor_required
 def repair():
-    service = _service(request.values.get("service"))
+    service = _service(forms.field("service"))
     action = request.values.get("action", "")
     if action not in mesh.ACTIONS:
         abort(400, description=f"Unknown repair {action!r}; choose one of {', '.join(mesh.ACTIONS)}.")
