@@ -27,6 +27,8 @@ PROVIDER_HINTS = {
     "prefix: it must match the keys exactly, including the trailing ':'.",
     "no-index": "Only services whose runtime keeps a __keys index have one to check: set "
     "EnableKeyIndex for the service (Dashboard__Services__N__EnableKeyIndex) if it does.",
+    "write-unknown": "The store did not confirm the write and reading back does not show it yet: "
+    "look again in a moment before writing again.",
     "not-a-store": "Check Mesh__KeyValue__ToskaStore__BaseUrl: the address answers, but it is "
     "not a ToskaStore server (a ToskaStore answers GET /health with JSON).",
 }
@@ -59,6 +61,7 @@ def init_app(app: Flask) -> None:
             "not-a-store": "Not a ToskaStore server",
             "no-such-service": "No such service",
             "no-index": "No index to check",
+            "write-unknown": "Write not confirmed",
         }.get(error.kind, "Store error")
         return render_error(error.http_status, title, str(error), PROVIDER_HINTS.get(error.kind, ""),
                             error.kind)

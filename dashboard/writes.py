@@ -20,7 +20,7 @@ from typing import Literal
 
 from . import mesh
 from .providers.base import KEEP_TTL, Compare, Entry, KeyValueProvider, TtlChange, TxnOp, now_ms
-from .providers.errors import Conflict, NotFound, ProviderError
+from .providers.errors import Conflict, NotFound, ProviderError, WriteUnknown
 
 #: how often a transaction is retried when only the index changed under it
 ATTEMPTS = 8
@@ -47,6 +47,8 @@ class WriteResult:
     index: IndexOutcome
     #: for deletes: whether the key existed
     existed: bool = True
+    #: set when the store's answer was lost but reading back showed the write landed
+    note: str = ""
 
 
 def _target(settings, key: str) -> mesh.Service | None:
@@ -88,11 +90,16 @@ def delete(
 ) -> WriteResult:
     """Delete ``key`` (if still as seen) and drop it from its index."""
     service = _target(settings, key) if update_index else None
-    if service is not None and service.keeps_index is not False and _transactional(provider):
-        result = _delete_in_txn(provider, service, key, expected)
-        if result is not None:
-            return result
-    existed = provider.delete(key, expected=expected)
+    try:
+        if service is not None and service.keeps_index is not False and _transactional(provider):
+            result = _delete_in_txn(provider, service, key, expected)
+            if result is not None:
+                return result
+        existed = provider.delete(key, expected=expected)
+    except ProviderError as error:
+        if not error.maybe_written:
+            raise
+        return _settle(provider, service, key, None, error)
     return WriteResult(key, None, _follow_index(provider, service, key, add=False), existed)
 
 
@@ -108,12 +115,53 @@ def _write(
     expected: str | None, create_only: bool, update_index: bool,
 ) -> WriteResult:
     service = _target(settings, key) if update_index else None
-    if service is not None and service.keeps_index is not False and _transactional(provider):
-        result = _put_in_txn(provider, service, key, value, ttl, expected, create_only)
-        if result is not None:
-            return result
-    entry = provider.put(key, value, ttl=ttl, expected=expected, create_only=create_only)
+    try:
+        if service is not None and service.keeps_index is not False and _transactional(provider):
+            result = _put_in_txn(provider, service, key, value, ttl, expected, create_only)
+            if result is not None:
+                return result
+        entry = provider.put(key, value, ttl=ttl, expected=expected, create_only=create_only)
+    except ProviderError as error:
+        if not error.maybe_written:
+            raise
+        return _settle(provider, service, key, value, error)
     return WriteResult(key, entry, _follow_index(provider, service, key, add=True))
+
+
+def _settle(
+    provider: KeyValueProvider, service: mesh.Service | None, key: str, value: str | None,
+    error: ProviderError,
+) -> WriteResult:
+    """What happened to a write whose answer was lost (timeout, cut connection, 5xx).
+
+    A busy server applies such writes anyway, sometimes later. Reading the key back tells
+    "written" (then the index update is finished here); anything else is unknown, never
+    "not written": the write may still land.
+    """
+    verb = "deleting" if value is None else "writing"
+    reread = ""
+    now: Entry | None = None
+    try:
+        now = provider.get(key)
+    except NotFound:
+        pass
+    except ProviderError as again:
+        reread = f"reading the key back failed too ({again.message})"
+    landed = (now is None and not reread) if value is None else (now is not None and now.value == value)
+    if landed:
+        index = _follow_index(provider, service, key, add=value is not None)
+        return WriteResult(key, now, index, note=(
+            f"The store did not confirm {verb} the key ({error.message}), but reading it back "
+            "shows it happened."))
+    index_note = ""
+    if service is not None and service.keeps_index is not False:
+        index_note = (f"The index {service.index_full_key!r} was not updated: check it once the "
+                      "key has settled.")
+    raise WriteUnknown(
+        f"The store did not confirm {verb} {key!r} ({error.message}), and "
+        f"{reread or 'reading the key back does not show the change'}: the store may still "
+        "apply it (a busy server applies queued writes later), or may not. Nothing else was "
+        "changed.", store=provider.name, key=key, index_note=index_note) from error
 
 
 def _follow_index(

@@ -231,3 +231,26 @@ def test_an_edit_keeps_the_line_endings_it_did_not_touch(running, client_for):
     client, _ = client_for(running.url)
     assert submit_edit(client, "svc:k", "one\ntwo\nTHREE").status_code == 303
     assert running.store.get("svc:k")["value"] == "one\r\ntwo\r\nTHREE"
+
+
+def test_a_create_into_a_service_with_a_50000_deep_index_says_what_was_written(
+        running, client_for):
+    running.store.put("svc:__keys", "[" * 50_000 + "]" * 50_000)
+    client, _ = client_for(running.url)
+    created = post_form(client, "/key/new", {"key": "svc:new", "value": "{}", "ttl_mode": "none",
+                                             "update_index": "on"},
+                        token_from="/key/new?prefix=svc:")
+    assert created.status_code == 303  # not a 500 claiming nothing was written
+    page = text(client.get(created.headers["Location"]))
+    assert "Created." in page and "malformed and was left as it is" in page
+    assert running.store.get("svc:new")["value"] == "{}"
+
+
+def test_editing_an_indexed_key_does_not_claim_to_add_it_to_the_index(running, client_for):
+    running.store.put("svc:k", '{"a":1}')
+    running.store.put("svc:__keys", '["k"]')
+    client, _ = client_for(running.url)
+    saved = submit_edit(client, "svc:k", '{"a": 2}')
+    assert saved.status_code == 303
+    page = text(client.get(saved.headers["Location"]))
+    assert "Saved." in page and "added to" not in page

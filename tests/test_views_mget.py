@@ -200,7 +200,9 @@ def test_each_key_link_opens_its_entry(editor, dataset):
     for link, odd in zip(links, ODD_KEYS, strict=True):
         detail = editor.get(html.unescape(link))
         assert detail.status_code == 200
-        name = re.search(r'data-testid="key-name">(.*?)</code>', text(detail)).group(1)
+        # the name is shown isolated (show_key): <bdi class="show-key" dir="ltr">key</bdi>
+        name = re.search(r'data-testid="key-name"><bdi class="show-key" dir="ltr">(.*?)</bdi></code>',
+                         text(detail)).group(1)
         assert html.unescape(name) == f"mg:odd:{odd}"
 
 

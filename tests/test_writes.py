@@ -204,3 +204,13 @@ def test_a_runtime_write_that_undoes_a_repair_is_reported(store):
     provider._client.event_hooks["response"].append(blind_runtime_write)
     result = mesh.apply_repair(provider, plan)
     assert result.removed == ["svc:gone"] and result.undone == ["svc:gone"]
+
+
+@pytest.mark.parametrize("index", ["[" * 50_000 + "]" * 50_000, "[" + "9" * 5_000 + "]", "{oops"])
+def test_a_create_into_a_service_with_a_malformed_index_reports_exactly_that(store, index):
+    running, provider = store()
+    running.store.put("svc:__keys", index)
+    result = writes.create(provider, settings(), "svc:b", "1", ttl=NO_TTL)
+    assert result.entry is not None and running.store.get("svc:b")["value"] == "1"
+    assert result.index.status == "failed" and "malformed" in result.index.message
+    assert running.store.get("svc:__keys")["value"] == index  # left as it was

@@ -84,6 +84,14 @@ class DevStoreConfig:
     rate_limit_per_s: float | None = None
     max_body_bytes: int | None = None
     unavailable: bool = False
+    #: Slow-write modes, as a real server behaves while it writes a snapshot (writes wait;
+    #: PUTs answered 500 after 5 s were applied later). Each changes at run time.
+    #: Apply a write, then wait this long before answering (the client may time out):
+    write_answer_delay_ms: int = 0
+    #: apply a write, then answer 500 as if it had failed:
+    write_fails_after_apply: bool = False
+    #: answer a write 500 at once and apply it this many ms later (0: off):
+    write_applies_late_ms: int = 0
     #: log each request to stderr (off: test suites make thousands of requests)
     verbose: bool = False
     started_at: float = field(default_factory=time.monotonic)

@@ -13,6 +13,7 @@ import re
 import select
 import socket
 import sys
+import threading
 import time
 import traceback
 from http import HTTPStatus
@@ -21,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from . import routes
-from .access import ensure_access
+from .access import ensure_access, is_write
 from .config import DEFAULT_MAX_BODY_BYTES, DevStoreConfig
 from .request import JSON, Reply, Request
 from .store import DevStore
@@ -109,7 +110,24 @@ class DevStoreHandler(BaseHTTPRequestHandler):
         body = self._parse_body(method)
         req = Request(self, method, path, self._query(raw_query), body, self.headers, self.store, cfg)
         ensure_access(req)
-        return routes.run(req, self._segments(path))
+        segments = self._segments(path)
+        if path.startswith("/kv") and is_write(cfg.release, method, path):
+            return self._slow_write(req, segments)
+        return routes.run(req, segments)
+
+    def _slow_write(self, req: Request, segments: list[str]) -> Reply | None:
+        """A write under the slow-write modes (see ``DevStoreConfig``); else a plain one."""
+        cfg = self.config
+        failed = Reply(500, {"error": "Internal Server Error"})
+        if cfg.write_applies_late_ms > 0:
+            timer = threading.Timer(cfg.write_applies_late_ms / 1000, routes.run, (req, segments))
+            timer.daemon = True
+            timer.start()
+            return failed
+        reply = routes.run(req, segments)
+        if cfg.write_answer_delay_ms > 0:
+            time.sleep(cfg.write_answer_delay_ms / 1000)
+        return failed if cfg.write_fails_after_apply else reply
 
     # -- request parsing -----------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..providers.base import NO_TTL, KeyValueProvider
-from ..providers.errors import Conflict, ProviderError
+from ..providers.errors import Conflict, ProviderError, WriteUnknown
 from .drift import DriftReport, check_index
 from .index import (
     MalformedIndex,
@@ -243,6 +243,10 @@ def apply_repair(
                 provider.put(key, value, ttl=NO_TTL, expected=entry.token)
         except Conflict:
             continue
+        except ProviderError as error:
+            if not error.maybe_written:
+                raise
+            _settle_repair(provider, service, value, error)
         added, removed = _changed(service, plan.action, fresh if parsed else [], new)
         _audit(actor, plan, attempt, added, removed)
         return RepairResult(plan, previous, value, attempt, added, removed,
@@ -251,6 +255,22 @@ def apply_repair(
         f"the index {key!r} kept changing while it was repaired; gave up after {attempts} "
         "attempts, nothing was written", store=provider.name, key=key,
     )
+
+
+def _settle_repair(provider: KeyValueProvider, service: Service, value: str,
+                   error: ProviderError) -> None:
+    """A repair write whose answer was lost: return if reading back shows it, else raise."""
+    try:
+        now = read_index_entry(provider, service)
+    except ProviderError:
+        now = None
+    if now is not None and now.value == value:
+        return
+    raise WriteUnknown(
+        f"The store did not confirm the repaired index ({error.message}), and reading it back "
+        "does not show it: the store may still apply it later, or may not. Check the index "
+        "again in a moment before repairing again.", store=provider.name,
+        key=service.index_full_key) from error
 
 
 def _undone(provider: KeyValueProvider, service: Service, action: str, added: list[str],

@@ -19,6 +19,9 @@ class ProviderError(Exception):
     kind = "error"
     #: the HTTP status the dashboard answers with when this reaches a view
     http_status = 502
+    #: a write failed in a way that does not say it was not applied (a timeout, a cut
+    #: connection, a 5xx): it may have landed, or may still land; re-read to know
+    maybe_written = False
 
     def __init__(self, message: str, *, store: str = "", key: str | None = None) -> None:
         super().__init__(message)
@@ -94,6 +97,21 @@ class BadResponse(ProviderError):
 
     kind = "bad-response"
     http_status = 502
+
+
+class WriteUnknown(ProviderError):
+    """A write was not confirmed and reading back does not show it: it may still land.
+
+    ``index_note`` says what that means for the service's ``__keys`` index.
+    """
+
+    kind = "write-unknown"
+    http_status = 504
+
+    def __init__(self, message: str, *, store: str = "", key: str | None = None,
+                 index_note: str = "") -> None:
+        super().__init__(message, store=store, key=key)
+        self.index_note = index_note
 
 
 class NotAStore(ProviderError):

@@ -173,7 +173,7 @@ class RedisProvider(KeyValueProvider):
         """
         raw_key = self._encode_key(key)
         raw_value = self._encode_value(key, value)
-        with self._translate(key):
+        with self._translate(key, write=True):
             if create_only:
                 return self._create(key, raw_key, raw_value, ttl)
             for _ in range(_ATTEMPTS):
@@ -192,7 +192,7 @@ class RedisProvider(KeyValueProvider):
     def delete(self, key: str, *, expected: str | None = None) -> bool:
         """Delete a key (only if it still matches ``expected``); False if it was already gone."""
         raw_key = self._encode_key(key)
-        with self._translate(key):
+        with self._translate(key, write=True):
             if expected is None:
                 return bool(self._client.delete(raw_key))
             for _ in range(_ATTEMPTS):
@@ -485,12 +485,17 @@ class RedisProvider(KeyValueProvider):
             ) from exc
 
     @contextmanager
-    def _translate(self, key: str | None = None) -> Iterator[None]:
-        """Turn every redis-py exception into the matching ``ProviderError``."""
+    def _translate(self, key: str | None = None, *, write: bool = False) -> Iterator[None]:
+        """Turn every redis-py exception into the matching ``ProviderError``.
+
+        In a write, a timeout does not mean the server did not run the command.
+        """
         try:
             yield
         except rx.RedisError as exc:
-            raise self._provider_error(exc, key) from exc
+            error = self._provider_error(exc, key)
+            error.maybe_written = write and isinstance(exc, rx.TimeoutError)
+            raise error from exc
 
     def _provider_error(self, exc: rx.RedisError, key: str | None) -> errors.ProviderError:
         kw: dict[str, Any] = {"store": self.name, "key": key}

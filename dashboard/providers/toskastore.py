@@ -99,33 +99,37 @@ class ToskaStoreProvider(DetectionMixin, ListingMixin, OperationsMixin, KeyValue
         """
         try:
             response = self._client.request(method, path, json=json_body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise errors.Unavailable(
-                f"cannot reach ToskaStore at {self._display_url}: timed out after "
-                f"{self._timeout:g}s",
-                store=self.name, key=key,
-            ) from exc
-        except httpx.ConnectError as exc:
-            raise errors.Unavailable(
-                f"cannot reach ToskaStore at {self._display_url}: {self._connect_reason(exc)}",
-                store=self.name, key=key,
-            ) from exc
-        except httpx.TransportError as exc:
-            raise errors.Unavailable(
-                f"connection to ToskaStore at {self._display_url} failed: "
-                f"{exc or type(exc).__name__}",
-                store=self.name, key=key,
-            ) from exc
-        except httpx.HTTPError as exc:  # e.g. a body that cannot be decoded
-            raise errors.BadResponse(
-                f"unreadable answer from ToskaStore: {exc or type(exc).__name__}",
-                store=self.name, key=key,
-            ) from exc
+        except httpx.HTTPError as exc:
+            error = self._transport_error(exc, key)
+            # a request that may have reached the server may have been applied by it
+            error.maybe_written = write and not isinstance(
+                exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+            raise error from exc
         status = response.status_code
         if 200 <= status < 300 or status in allow:
             return response
-        raise status_error(response, method, store=self.name, key=key, write=write,
-                           has_token=self._has_token)
+        error = status_error(response, method, store=self.name, key=key, write=write,
+                             has_token=self._has_token)
+        # a real server under load answers 500 and applies the write later
+        error.maybe_written = write and status >= 500
+        raise error
+
+    def _transport_error(self, exc: httpx.HTTPError, key: str | None) -> errors.ProviderError:
+        if isinstance(exc, httpx.TimeoutException):
+            return errors.Unavailable(
+                f"cannot reach ToskaStore at {self._display_url}: timed out after "
+                f"{self._timeout:g}s", store=self.name, key=key)
+        if isinstance(exc, httpx.ConnectError):
+            return errors.Unavailable(
+                f"cannot reach ToskaStore at {self._display_url}: {self._connect_reason(exc)}",
+                store=self.name, key=key)
+        if isinstance(exc, httpx.TransportError):
+            return errors.Unavailable(
+                f"connection to ToskaStore at {self._display_url} failed: "
+                f"{exc or type(exc).__name__}", store=self.name, key=key)
+        # e.g. a body that cannot be decoded
+        return errors.BadResponse(f"unreadable answer from ToskaStore: {exc or type(exc).__name__}",
+                                  store=self.name, key=key)
 
     @staticmethod
     def _connect_reason(exc: Exception) -> str:

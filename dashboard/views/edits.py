@@ -17,7 +17,7 @@ from .. import forms, mesh, meshjson, writes
 from ..auth import editor_required
 from ..formatting import has_surrogates, parse_ttl
 from ..providers.base import KEEP_TTL, NO_TTL, Entry, TtlChange
-from ..providers.errors import Conflict, NotFound
+from ..providers.errors import Conflict, NotFound, WriteUnknown
 from . import provider
 from .keys import parent_prefix
 
@@ -129,6 +129,8 @@ def _service_index_state(key: str) -> tuple[mesh.Service | None, bool]:
 
 def _report_index(result: writes.WriteResult) -> None:
     """Tell the operator what happened to the index after a write that happened."""
+    if result.note:
+        flash(result.note, "info")
     outcome = result.index
     if outcome.message:
         flash(outcome.message, "error" if outcome.status == "failed" else "info")
@@ -239,10 +241,19 @@ def edit_submit():
                                 expected=form.expected_version, update_index=form.update_index)
     except Conflict as conflict:
         return _edit_page(conflict.current, form, 409, conflict=True)
+    except WriteUnknown as unknown:
+        return _unknown_page(unknown)
     audit.info("edit: %s wrote %r (ttl %s)", _operator(), form.key, ttl.mode)
     flash("Saved.", "success")
     _report_index(result)
     return redirect(url_for("keys.detail", key=form.key), 303)
+
+
+def _unknown_page(unknown: WriteUnknown):
+    """A write the store did not confirm: say so, and where to look."""
+    audit.warning("unconfirmed write by %s to %r: %s", _operator(), unknown.key, unknown.message)
+    service = mesh.service_for_key(_settings(), unknown.key or "")
+    return render_template("edits/unknown.html", error=unknown, service=service), 504
 
 
 def _operator() -> str:
@@ -273,6 +284,8 @@ def new():
     except Conflict:
         form.errors.append("A key with this name already exists; nothing was written.")
         return _new_page(form, prefix, 409, exists=True)
+    except WriteUnknown as unknown:
+        return _unknown_page(unknown)
     audit.info("create: %s created %r", _operator(), form.key)
     flash("Created.", "success")
     if mesh.service_for_key(_settings(), form.key) is not None and not _is_json(value):
@@ -309,6 +322,8 @@ def delete():
         service, indexed = _service_index_state(key)
         return render_template("edits/delete.html", entry=conflict.current, back_prefix=back,
                                service=service, indexed=indexed, conflict=True), 409
+    except WriteUnknown as unknown:
+        return _unknown_page(unknown)
     audit.info("delete: %s deleted %r (existed: %s)", _operator(), key, result.existed)
     flash(f"Deleted {key!r}." if result.existed else f"{key!r} was already gone.", "success")
     _report_index(result)

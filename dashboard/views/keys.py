@@ -6,6 +6,8 @@ paths, and mesh keys contain all of those.
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, abort, current_app, render_template, request
 from flask_login import login_required
 
@@ -34,6 +36,34 @@ def breadcrumbs(prefix: str) -> list[tuple[str, str]]:
     if start < len(prefix):
         crumbs.append((prefix[start:], prefix))
     return crumbs
+
+
+def json_view(value: str | None) -> tuple[str | None, str | None]:
+    """(pretty JSON, None), or (None, why a JSON-looking value is not shown as JSON).
+
+    meshjson keeps numbers as written (a 5,000-digit integer pretty-prints) and refuses
+    nesting deeper than ``MAX_DEPTH`` without recursing; text that is simply not JSON gets
+    no note beyond "Not JSON".
+    """
+    if not value:
+        return None, None
+    try:
+        shown = meshjson.pretty(value)
+    except (ValueError, RecursionError, MemoryError):
+        shown = None
+    if shown is not None:
+        return shown, None
+    try:
+        meshjson.loads(value)
+    except meshjson.JsonTooDeep:
+        return None, f"not shown as JSON: nested deeper than {meshjson.MAX_DEPTH} levels"
+    except json.JSONDecodeError:
+        return None, None
+    except (ValueError, RecursionError, MemoryError) as error:
+        if "digit" in str(error):
+            return None, "not shown as JSON: number too long"
+        return None, "not shown as JSON: it could not be laid out"
+    return None, "not shown as JSON: it could not be laid out"
 
 
 @bp.get("/browse")
@@ -81,8 +111,9 @@ def detail():
     except NotFound:
         return render_template("keys/missing.html", key=key, prefix=parent_prefix(key)), 404
     settings = current_app.config["KV_SETTINGS"]
+    pretty, json_note = json_view(entry.value)
     return render_template(
-        "keys/detail.html", entry=entry, pretty=meshjson.pretty(entry.value or ""),
+        "keys/detail.html", entry=entry, pretty=pretty, json_note=json_note,
         prefix=parent_prefix(key), crumbs=breadcrumbs(parent_prefix(key)),
         service=mesh.service_for_key(settings, key), capabilities=provider().capabilities(),
     )

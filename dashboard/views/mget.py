@@ -127,16 +127,35 @@ def _download(body: str, fmt: str) -> Response:
     )
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP's CSV
+# injection list: = + - @ TAB CR; full-width forms too, which some locales accept), also
+# after leading whitespace. A leading ' is added to them, and to cells that already start
+# with ', so the escape can be told from data: spreadsheets hide one leading ' and show the
+# rest as text, and a script drops one leading ' to get the exact value back.
+_FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+
+
+def csv_cell(text: str) -> str:
+    """``text`` safe to open in a spreadsheet: formula-like cells get a leading ``'``."""
+    if not text:
+        return text
+    first = text.lstrip(" \n\x0b\x0c")[:1] or text[0]
+    if text[0] in _FORMULA_START or first in _FORMULA_START or text[0] == "'":
+        return "'" + text
+    return text
+
+
 def to_csv(rows: Sequence[tuple[str, Entry | None]]) -> str:
+    """The table as CSV; keys and values neutralised with ``csv_cell`` (JSON keeps them exact)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["key", "found", "value", "ttl_ms", "type"])
     for record in records(rows):
         writer.writerow([
-            record["key"], "true" if record["found"] else "false",
-            "" if record["value"] is None else record["value"],
+            csv_cell(record["key"]), "true" if record["found"] else "false",
+            "" if record["value"] is None else csv_cell(record["value"]),
             "" if record["ttl_ms"] is None else record["ttl_ms"],
-            record["type"] or "",
+            csv_cell(record["type"] or ""),
         ])
     return out.getvalue()
 
