@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import secrets
+import os
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
-from flask import Flask, Request, request
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, current_app, request, session
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import ConfigError, Settings, load_settings
 from .formatting import has_surrogates
+from .sessions import session_interface
 
 
 def _assets_root() -> Path:
@@ -73,13 +75,6 @@ def _display(value: Any) -> Any:
     return value
 
 
-class _SessionInterface(SecureCookieSessionInterface):
-    """Secure cookies whenever the operator came over HTTPS (directly or via the ingress)."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
-
-
 class PathBase:
     """Serve under ``Dashboard:PathBase`` (an ingress path) and at ``/`` (port-forward) alike."""
 
@@ -95,16 +90,80 @@ class PathBase:
         return self.wsgi_app(environ, start_response)
 
 
+def _demo_secret() -> str:
+    """Demo mode's key when none is configured: the same in every worker process of one host.
+
+    A random key per process made gunicorn's workers refuse each other's logins. This one is
+    derived from what the workers share and a remote visitor cannot see (the kernel's boot id,
+    the host name, the user). It is no real secret, which demo mode can afford: its passwords
+    are public, and with server-side sessions the key signs only CSRF tokens whose other half
+    stays in the server's session storage.
+    """
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = ""
+    material = f"toska-kv demo\0{boot_id}\0{socket.gethostname()}\0{os.getuid()}"
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
 def _secret_key(settings: Settings) -> str:
     secret = settings.dashboard.secret_key or ""
     if secret.strip().lower() in WEAK_SECRETS or len(secret) < 16:
         if settings.dashboard.demo:
-            return secrets.token_hex(32)
+            return _demo_secret()
         raise ConfigError(
             "Dashboard__SecretKey: missing, default or shorter than 16 characters; set a long "
             "random value (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
         )
     return secret
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an absolute http(s) URL; None for anything else ("null")."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def _refuse_other_origins():
+    """Refuse a state-changing request that a page of another site sent (over HTTP too).
+
+    The browser names the sending page's origin in ``Origin`` (else the page in ``Referer``);
+    when it does, it must be this dashboard as the browser sees it (after ProxyFix). A request
+    naming neither (curl, privacy settings) is left to the CSRF token alone.
+    """
+    if request.method in _SAFE_METHODS:
+        return None
+    header = "Origin"
+    sender = request.headers.get("Origin")
+    if sender is None:
+        header, sender = "Referer", request.headers.get("Referer")
+        if not sender:
+            return None
+    here = f"{request.scheme}://{request.host}"
+    if _origin(sender) is not None and _origin(sender) == _origin(here):
+        return None
+    from .errors import render_error
+
+    current_app.logger.warning("refused %s %s: %s %r is not %s", request.method, request.path,
+                               header, sender, here)
+    return render_error(
+        400, "Request from another site refused",
+        f"This {request.method} came from {sender!r} ({header}), not from this dashboard "
+        f"({here}); nothing was changed. Submit the form from the dashboard's own pages.",
+        "Behind an ingress, set Dashboard__ForwardedProxies so the dashboard knows the "
+        "address the browser uses.")
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -131,9 +190,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                  static_folder=str(ROOT / "static"))
     app.jinja_env.finalize = _display
     app.jinja_env.tests["utf8"] = lambda text: not has_surrogates(text)
-    app.session_interface = _SessionInterface()
+    secret_key = _secret_key(settings)
+    app.session_interface = session_interface(settings, secret_key)
     app.config.update(
-        SECRET_KEY=_secret_key(settings),
+        SECRET_KEY=secret_key,
+        # distinct from other apps on the host; its Path is the app's prefix (ServerSessionInterface)
+        SESSION_COOKIE_NAME="kvdash_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=False,
@@ -155,6 +217,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             response.headers.setdefault(name, value)
         return response
 
+    @app.before_request
+    def _session_storage_answers():
+        if getattr(session, "storage_error", None) is not None and request.endpoint not in (
+                "ops.healthz", "ops.readyz", "static"):
+            where = app.session_interface.where  # type: ignore[attr-defined]
+            return errors.render_error(
+                503, "Session storage unavailable",
+                f"The session storage ({where}) did not answer, so no one can be logged in.",
+                "Check Dashboard__SessionStorage and that the Redis it names is reachable.")
+        return None
+
+    # before the CSRF check: a request from another site is named as such
+    app.before_request(_refuse_other_origins)
     app.extensions["kv_provider"] = provider or make_provider(settings)
     csrf.init_app(app)
     auth.init_app(app, auth.load_operators(settings))

@@ -117,6 +117,17 @@ class DashboardSettings:
     mget_max_keys: int = 10000
     #: number of proxies in front (ingress) whose X-Forwarded-* headers are trusted; 0 = none
     forwarded_proxies: int = 0
+    #: where sessions live: None = files in a private temp directory (every worker process
+    #: of one host), ``memory://`` (this process only), ``file:///dir``, or a
+    #: ``redis://``/``rediss://`` URL (shared by replicas)
+    session_storage: str | None = field(default=None, repr=False)
+    #: a session unused this long ends
+    session_idle_minutes: float = 60.0
+    #: a session ends this long after its login, used or not
+    session_max_hours: float = 12.0
+    #: failed-login counters: None = the session storage's Redis if it is one, else this
+    #: process's memory; ``memory://`` or a ``redis://``/``rediss://`` URL (flask-limiter)
+    rate_limit_storage: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -206,6 +217,11 @@ class Settings:
                 "MgetBatchSize": db.mget_batch_size,
                 "MgetMaxKeys": db.mget_max_keys,
                 "ForwardedProxies": db.forwarded_proxies,
+                "SessionStorage": mask_url(db.session_storage) if db.session_storage else None,
+                "SessionIdleMinutes": db.session_idle_minutes,
+                "SessionMaxHours": db.session_max_hours,
+                "RateLimitStorage": (mask_url(db.rate_limit_storage)
+                                     if db.rate_limit_storage else None),
             },
         }
 
@@ -294,6 +310,36 @@ def _path_base(reader: _Reader) -> str:
     return value.rstrip("/")
 
 
+_REDIS_SCHEMES = ("redis", "rediss")
+
+
+def _storage_url(reader: _Reader, name: str, schemes: tuple[str, ...]) -> str | None:
+    """``Dashboard:SessionStorage`` / ``RateLimitStorage``: unset, or a URL of one of ``schemes``."""
+    path = (*DB, name)
+    value = reader.string(path)
+    if value is None:
+        return None
+    url = value.strip()
+    allowed = " or ".join(f"{scheme}://" for scheme in schemes)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise reader.fail(path, mask_url(url), f"is not a valid URL (use {allowed})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        raise reader.fail(path, mask_url(url), f"must be a {allowed} URL")
+    if scheme in _REDIS_SCHEMES and not parts.hostname:
+        raise reader.fail(path, mask_url(url), "names no Redis host")
+    if scheme in _REDIS_SCHEMES and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise reader.fail(path, mask_url(url), "must name a database number, if any (redis://host:6379/0)")
+    if scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
+        raise reader.fail(path, mask_url(url), "must name an absolute directory (file:///var/lib/kv)")
+    if scheme == "memory" and (parts.netloc or parts.path):
+        raise reader.fail(path, mask_url(url), "must be exactly memory://")
+    return url
+
+
 def load_settings(
     path: str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -362,6 +408,10 @@ def load_settings(
         mget_batch_size=reader.integer((*DB, "MgetBatchSize"), 500, minimum=1),
         mget_max_keys=reader.integer((*DB, "MgetMaxKeys"), 10000, minimum=1),
         forwarded_proxies=reader.integer((*DB, "ForwardedProxies"), 0, minimum=0),
+        session_storage=_storage_url(reader, "SessionStorage", (*_REDIS_SCHEMES, "memory", "file")),
+        session_idle_minutes=reader.number((*DB, "SessionIdleMinutes"), 60.0),
+        session_max_hours=reader.number((*DB, "SessionMaxHours"), 12.0),
+        rate_limit_storage=_storage_url(reader, "RateLimitStorage", (*_REDIS_SCHEMES, "memory")),
     )
     return Settings(
         provider=provider,

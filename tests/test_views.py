@@ -52,10 +52,11 @@ def test_healthz_needs_no_login(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
 
 
-def test_readyz_reports_the_store(client, store):
-    response = client.get("/readyz")
-    assert response.status_code == 200
-    assert response.get_json()["store"] == store.provider.name
+def test_readyz_reports_the_store_to_operators_only(client, store):
+    anonymous = client.get("/readyz")
+    assert anonymous.status_code == 200 and anonymous.get_json() == {"status": "ready"}
+    login(client, "vi")
+    assert client.get("/readyz").get_json()["store"] == store.provider.name
 
 
 @pytest.mark.parametrize("url", ["/services", "/browse?prefix=a:", "/key?key=a", "/key/edit?key=a",

@@ -25,7 +25,9 @@ def make_app(provider: Any = None, *, dashboard: dict[str, Any] | None = None,
              mesh: dict[str, Any] | None = None, **flask_config: Any):
     """An app on ``provider`` with an editor ``ed`` and a viewer ``vi``."""
     overrides: dict[str, Any] = {
-        "Dashboard": {"SecretKey": SECRET, "Users": _USERS, **(dashboard or {})},
+        # sessions in this process's memory: each test app its own, nothing left on disk
+        "Dashboard": {"SecretKey": SECRET, "Users": _USERS, "SessionStorage": "memory://",
+                      **(dashboard or {})},
     }
     if mesh:
         overrides["Mesh"] = {"KeyValue": mesh}
@@ -43,12 +45,14 @@ def csrf_token(client, url: str = "/login") -> str:
     return html.unescape(match.group(1))
 
 
-def login(client, name: str = "ed") -> None:
+def login(client, name: str = "ed", *, base: str = "", **headers: str):
+    """Log in through the form (under ``base``, an ingress prefix); the redirect response."""
     password, _ = OPERATORS[name]
-    token = csrf_token(client)
-    response = client.post("/login", data={"username": name, "password": password,
-                                           "csrf_token": token})
+    token = csrf_token(client, f"{base}/login")
+    response = client.post(f"{base}/login", data={"username": name, "password": password,
+                                                  "csrf_token": token}, headers=headers)
     assert response.status_code == 302, response.get_data(as_text=True)
+    return response
 
 
 def post_form(client, url: str, data: dict[str, Any], *, token_from: str = "/services"):

@@ -1,0 +1,229 @@
+"""The image's command, run as the image runs it: the Dockerfile's CMD and ENV, unchanged but
+for the bind address (a free loopback port), with no usable $HOME (the image's user has
+none, and its root filesystem is read-only), against a real dev store.
+
+There is no Docker engine in CI, so this is how the image's start-up is tested: the same
+gunicorn command line, parsed from the Dockerfile so the test follows it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from werkzeug.security import generate_password_hash
+
+from dashboard.devstore import start_devstore
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+SECRET = "deploy-test-secret-key-0123456789abcdef"
+TOKEN = "deploy-test-store-token"
+#: how long gunicorn may take to answer or stop before the test gives up (not asserted)
+DEADLINE_S = 60
+
+
+# --------------------------------------------------------------------------- the Dockerfile
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    logical, current = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1].strip()) for text in logical]
+
+
+def image_env() -> dict[str, str]:
+    """What the Dockerfile's ENV instructions set (``ENV A=1 B=2`` form)."""
+    env: dict[str, str] = {}
+    for instruction, args in _instructions():
+        if instruction == "ENV":
+            for pair in shlex.split(args):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def image_cmd() -> list[str]:
+    (cmd,) = [args for instruction, args in _instructions() if instruction == "CMD"]
+    return json.loads(cmd)
+
+
+def image_port() -> int:
+    (port,) = [args for instruction, args in _instructions() if instruction == "EXPOSE"]
+    return int(port)
+
+
+def cmd_on(port: int, cmd: list[str] | None = None) -> list[str]:
+    """The CMD with its ``--bind`` moved to ``127.0.0.1:port``; nothing else changes."""
+    cmd = list(cmd or image_cmd())
+    assert cmd[:2] == ["sh", "-c"] and len(cmd) == 3, cmd
+    script, binds = re.subn(r"--bind\s+0\.0\.0\.0:(\d+)\b",
+                            f"--bind 127.0.0.1:{port}", cmd[2])
+    assert binds == 1, f"one --bind 0.0.0.0:PORT expected in {cmd[2]!r}"
+    return [*cmd[:2], script]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- running it
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen
+    url: str
+    stdout: Path
+    stderr: Path
+
+    def logs(self) -> str:
+        return f"--- stderr\n{self.stderr.read_text()}\n--- stdout\n{self.stdout.read_text()}"
+
+
+@contextmanager
+def run_image_cmd(tmp_path: Path, cmd: list[str], store_url: str) -> Iterator[Running]:
+    """Start ``cmd`` in the image's environment, plus the settings a Deployment gives it."""
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps([{"name": "alice", "role": "editor",
+                                  "passwordHash": generate_password_hash(
+                                      "alice-pass", method="pbkdf2:sha256:1000")}]))
+    # $HOME below a regular file: not creatable even by root, as on a read-only root
+    not_a_dir = tmp_path / "not-a-directory"
+    not_a_dir.write_text("")
+    scratch = tmp_path / "tmp"  # the pod's /tmp emptyDir; keeps session files out of /tmp
+    scratch.mkdir()
+    env = {
+        # the gunicorn of the Python running the tests, as the image's is its Python's
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **image_env(),
+        "HOME": str(not_a_dir / "home"),
+        "TMPDIR": str(scratch),
+        "Mesh__KeyValue__Provider": "ToskaStore",
+        "Mesh__KeyValue__ToskaStore__BaseUrl": store_url,
+        "Mesh__KeyValue__ToskaStore__AuthToken": TOKEN,
+        "Dashboard__SecretKey": SECRET,
+        "Dashboard__UsersFile": str(users),
+        "Dashboard__PathBase": "/kv",
+    }
+    port = int(re.search(r"--bind 127\.0\.0\.1:(\d+)", cmd[2]).group(1))
+    stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        # cwd: the checkout holds dashboard/, templates/ and static/ as the image's /app does
+        process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err,
+                                   stdin=subprocess.DEVNULL)
+    running = Running(process, f"http://127.0.0.1:{port}", stdout, stderr)
+    try:
+        yield running
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_until_healthy(running: Running) -> None:
+    give_up = time.monotonic() + DEADLINE_S
+    while time.monotonic() < give_up:
+        if running.process.poll() is not None:
+            pytest.fail(f"gunicorn exited with {running.process.returncode}\n{running.logs()}")
+        try:
+            if httpx.get(f"{running.url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"/healthz did not answer within {DEADLINE_S}s\n{running.logs()}")
+
+
+@pytest.fixture
+def store():
+    running = start_devstore(port=0, token=TOKEN)
+    try:
+        answer = httpx.put(f"{running.url}/kv/profiles:alice", json={"value": '{"name":"Alice"}'},
+                           headers={"Authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code in (200, 201), answer.text
+        yield running
+    finally:
+        running.stop()
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_the_image_command_serves_the_dashboard_without_a_home_and_stops_cleanly(tmp_path, store):
+    cmd = cmd_on(_free_port())
+    assert image_port() == 8080 and "0.0.0.0:8080" in image_cmd()[2]
+    with run_image_cmd(tmp_path, cmd, store.url) as running:
+        wait_until_healthy(running)
+        # `exec gunicorn`: the process the runtime signals is gunicorn itself, not a shell
+        cmdline = Path(f"/proc/{running.process.pid}/cmdline").read_bytes().split(b"\0")
+        assert any(b"gunicorn" in part for part in cmdline[:2]), cmdline
+
+        ready = httpx.get(f"{running.url}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "ready"
+
+        with httpx.Client(base_url=running.url, timeout=10) as client:
+            login_page = client.get("/kv/login")
+            assert login_page.status_code == 200
+            token = re.search(r'name="csrf_token" value="([^"]+)"', login_page.text)
+            assert token, login_page.text
+            answer = client.post("/kv/login", data={
+                "username": "alice", "password": "alice-pass",
+                "csrf_token": html.unescape(token.group(1))})
+            assert answer.status_code == 302, answer.text
+            assert answer.headers["location"].startswith("/kv/")
+            services = client.get("/kv/services")
+            assert services.status_code == 200, services.text
+            assert "profiles" in services.text
+
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(timeout=DEADLINE_S) == 0, running.logs()
+
+    errors = running.stderr.read_text()
+    assert "Control server error" not in errors, errors
+    assert "[ERROR]" not in errors and "Traceback" not in errors, errors
+    # access log on stdout (the pod's log), one line per request
+    assert re.search(r'"GET /kv/services HTTP/1\.1" 200', running.stdout.read_text()), running.logs()
+
+
+def test_without_no_control_socket_the_same_start_logs_the_control_server_error(tmp_path, store):
+    """The control check above can fail: with the flag removed, gunicorn 25.1+ wants
+    $HOME/.gunicorn and says so at start (this is the error the image logged)."""
+    (shell, flag, script) = cmd_on(_free_port())
+    assert " --no-control-socket " in script
+    cmd = [shell, flag, script.replace(" --no-control-socket ", " ")]
+    with run_image_cmd(tmp_path, cmd, store.url) as running:
+        wait_until_healthy(running)
+        give_up = time.monotonic() + DEADLINE_S
+        while "Control server error" not in running.stderr.read_text():
+            assert time.monotonic() < give_up, running.logs()
+            time.sleep(0.1)
