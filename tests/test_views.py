@@ -131,21 +131,45 @@ def test_an_index_shows_on_toskastore_and_is_plain_data_on_redis(editor, store):
         assert 'data-indexed="true"' in summary and 'data-count="1"' in summary
 
 
+def row_keys(body: str) -> list[str]:
+    """The keys of a page's rows, in the order shown."""
+    return [html.unescape(k) for k in re.findall(r'data-testid="key-row" data-key="([^"]*)"', body)]
+
+
+def next_page_url(body: str) -> str | None:
+    found = re.search(r'hx-get="([^"]+)"[^>]*data-testid="next-page"', body)
+    return html.unescape(found.group(1)) if found else None
+
+
 def test_browse_pages_through_keys(editor, store):
     keys = {f"pg:item:{i:04d}": json.dumps({"i": i}) for i in range(130)}
     store.seed(keys)
+    everything = sorted(keys)
     first = text(editor.get("/browse?prefix=pg:&limit=50"))
-    assert first.count('data-testid="key-row"') >= 50
-    if 'data-testid="next-page"' not in first:
+    pages = [row_keys(first)]
+    following = next_page_url(first)
+    if following is None:
         # SCAN may hand back a small keyspace in one batch; then every key is on this page.
         assert not store.provider.capabilities().ordered
-        assert first.count('data-testid="key-row"') == 130
+        assert sorted(pages[0]) == everything
         return
-    cursor = re.search(r'hx-get="/browse\?prefix=pg:&amp;cursor=([^&"]+)', first).group(1)
-    more = editor.get(f"/browse?prefix=pg:&limit=50&cursor={cursor}", headers={"HX-Request": "true"})
-    assert "<html" not in text(more)
-    assert 'data-testid="key-row"' in text(more)
-    assert "HX-Request" in more.headers["Vary"]
+    assert pages[0] == everything[:50]  # the first 50 in order, on every ordered store
+    while following is not None:
+        assert len(pages) < 10, "the pages never end: the cursor is not followed"
+        assert "cursor=" in following and "limit=50" in following
+        more = editor.get(following, headers={"HX-Request": "true"})
+        assert "<html" not in text(more)
+        assert "HX-Request" in more.headers["Vary"]
+        page = row_keys(text(more))
+        assert page, f"an empty page after {following}"
+        seen = {key for earlier in pages for key in earlier}
+        assert not seen & set(page), f"{following} repeats keys of earlier pages"
+        pages.append(page)
+        following = next_page_url(text(more))
+    # page 2 holds exactly the next keys; all pages together are every key, once, in order
+    assert pages[1] == everything[50:100]
+    assert [key for page in pages for key in page] == everything
+    assert [len(page) for page in pages] == [50, 50, 30]
 
 
 def test_browse_filter_partial_and_folders(editor, store):
@@ -169,7 +193,18 @@ def test_key_page_shows_value_ttl_and_version(editor, store):
         assert 0 < int(ttl) <= HOUR_MS and "UTC" in page
     else:
         assert ttl == "unknown"
-    assert 'data-testid="version"' in page
+    version = re.search(r'data-testid="version">([^<]*)</dd>', page).group(1)
+    stored = store.provider.get("kp:doc").version
+    if store.provider.capabilities().versions:
+        assert stored is not None and version == str(stored)
+        # the version shown follows the store's: a write moves it
+        store.provider.put("kp:doc", '{"displayName":"Bob"}', ttl=NO_TTL)
+        moved = re.search(r'data-testid="version">([^<]*)</dd>', text(editor.get("/key?key=kp:doc")))
+        assert moved.group(1) == str(store.provider.get("kp:doc").version) != version
+    elif store.provider.kind == "redis":
+        assert version == "— (Redis keeps no versions)"
+    else:
+        assert version == "unknown"
 
 
 def test_missing_key_is_a_404_that_links_back(editor):
@@ -192,7 +227,14 @@ def test_script_like_keys_and_values_are_escaped(editor, store):
 def test_special_character_keys_open_and_save(editor, store, odd):
     key = "odd:" + odd
     store.seed({key: '{"v":1}'})
-    assert editor.get(key_url("/key", key)).status_code == 200
+    page = editor.get(key_url("/key", key))
+    assert page.status_code == 200
+    body = text(page)
+    shown = re.search(r'<code data-testid="key-name">(.*?)</code>', body).group(1)
+    assert html.unescape(re.sub(r"<[^>]+>", "", shown)) == key  # this key, not a mangled one
+    pretty = re.search(r'<pre class="value" data-testid="value"[^>]*>(.*?)</pre>', body, re.S)
+    assert html.unescape(pretty.group(1)) == '{\n  "v": 1\n}'
+    assert key in row_keys(text(editor.get("/browse?prefix=odd:&limit=500")))
     ttl_mode = "keep" if store.provider.capabilities().ttl_visible else "none"
     response = edit(editor, key, '{"v": 2}', ttl_mode=ttl_mode)
     assert response.status_code == 303, text(response)
