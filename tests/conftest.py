@@ -108,3 +108,22 @@ def devstore():
     """A current-generation dev store for the module's tests."""
     with start_devstore(port=0) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def devstore_provider(devstore):
+    """A ToskaStore provider on the module's dev store."""
+    from dashboard.providers.toskastore import ToskaStoreProvider
+
+    provider = ToskaStoreProvider(devstore.url)
+    yield provider
+    provider.close()
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    """A real redis-server for the module's tests."""
+    from tests.support.redis_server import RedisServer
+
+    with RedisServer() as server:
+        yield server

@@ -7,26 +7,14 @@ import time
 
 import pytest
 
-from dashboard.devstore import start_devstore
-from dashboard.providers.toskastore import ToskaStoreProvider
-from tests.support.redis_server import RedisServer
 from tests.support.webapp import csrf_token, login, make_app
 
 REFUSED = re.compile(r"Too many failed logins; try again in (\d+) s")
 
 
 @pytest.fixture(scope="module")
-def store():
-    with start_devstore(port=0) as running:
-        provider = ToskaStoreProvider(running.url)
-        yield provider
-        provider.close()
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    with RedisServer() as server:
-        yield server
+def store(devstore_provider):
+    return devstore_provider
 
 
 def attempt(client, name: str, password: str, **headers: str):

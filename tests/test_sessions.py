@@ -10,8 +10,6 @@ from werkzeug.security import generate_password_hash
 
 from dashboard import create_app
 from dashboard.config import ConfigError, load_settings
-from dashboard.devstore import start_devstore
-from dashboard.providers.toskastore import ToskaStoreProvider
 from tests.support.redis_server import RedisServer
 from tests.support.webapp import csrf_token, login, make_app, post_form
 
@@ -20,17 +18,8 @@ _FAST = "pbkdf2:sha256:1000"
 
 
 @pytest.fixture(scope="module")
-def store():
-    with start_devstore(port=0) as running:
-        provider = ToskaStoreProvider(running.url)
-        yield provider
-        provider.close()
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    with RedisServer() as server:
-        yield server
+def store(devstore_provider):
+    return devstore_provider
 
 
 def session_cookie(client) -> str | None:
