@@ -2,10 +2,13 @@
 # run with a read-only root filesystem (deploy/kubernetes/ mounts an emptyDir at /tmp).
 FROM python:3.11-slim
 
+# JSON logs (one line per request and per write); /metrics sums gunicorn's workers
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    Dashboard__LogFormat=json \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/kvdash-metrics
 
 WORKDIR /app
 

@@ -173,8 +173,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ``KV_OVERRIDES`` (a nested appsettings-shaped dict applied over file and env) and
     ``KV_PROVIDER`` (a provider instance to use instead of building one).
     """
-    from . import auth, errors
+    from . import audit, auth, errors, logs, metrics
     from .providers import make_provider
+    from .views import audit as audit_views
     from .views import register_blueprints
 
     config = dict(test_config or {})
@@ -205,7 +206,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         KV_SETTINGS=settings,
     )
     app.config.update(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Dashboard:LogFormat (text or json), a request id on every line, one line per request
+    logs.init_app(app, settings)
     # One line per store request drowns the operators' audit lines.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     for warning in settings.warnings:
@@ -220,7 +222,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     @app.before_request
     def _session_storage_answers():
         if getattr(session, "storage_error", None) is not None and request.endpoint not in (
-                "ops.healthz", "ops.readyz", "static"):
+                "ops.healthz", "ops.readyz", "static", "metrics.metrics"):
             where = app.session_interface.where  # type: ignore[attr-defined]
             return errors.render_error(
                 503, "Session storage unavailable",
@@ -235,6 +237,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app, auth.load_operators(settings))
     errors.init_app(app)
     register_blueprints(app)
+    # observability: /metrics (and the metered provider), the audit trail and /audit
+    metrics.init_app(app)
+    audit.init_app(app, settings)
+    app.register_blueprint(audit_views.bp)
 
     if settings.dashboard.path_base:
         app.wsgi_app = PathBase(app.wsgi_app, settings.dashboard.path_base)  # type: ignore[method-assign]

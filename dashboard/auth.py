@@ -120,6 +120,9 @@ def init_app(app: Flask, operators: dict[str, Operator]) -> None:
     login_manager.init_app(app)
     app.register_blueprint(bp)
     _throttle_logins(app)
+    from . import sso  # builds on Operator and the session fingerprint defined here
+
+    sso.init_app(app)
 
 
 def _throttle_logins(app: Flask) -> None:
@@ -190,7 +193,14 @@ def _rate_limited(error: RateLimitExceeded):
 
 @login_manager.user_loader
 def _load_operator(name: str) -> Operator | None:
-    operator = current_app.extensions["operators"].get(name)
+    sso = g.get("sso_operator")
+    if sso is not None and sso.name == name:
+        # vouched for by the proxy on this very request, with this request's role
+        operator: Operator | None = sso
+    else:
+        # a single sign-on session without the proxy's header matches no configured operator
+        # (its fingerprint has no password hash): logged out
+        operator = current_app.extensions["operators"].get(name)
     if operator is None or session.get(_FINGERPRINT) != operator.fingerprint:
         # removed, or a new password or role since this session logged in: log in again
         return None
@@ -295,6 +305,9 @@ def _write_refusal() -> str:
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     next_url = _safe_next(request.values.get("next"))
+    if g.get("sso_operator") is not None:
+        # signed in by the proxy already (``sso._single_sign_on``): no password to ask for
+        return redirect(next_url or url_for("services.index"))
     if request.method == "POST":
         name = request.form.get("username", "").strip()
         password = request.form.get("password", "")
@@ -316,10 +329,19 @@ def login():
 def logout():
     if current_user.is_authenticated:
         current_app.logger.info("logout: %s", current_user.name)
+    sso = g.get("sso_operator")
     logout_user()
     # the stored session is deleted, so a copy of the cookie is worthless on every replica
     session.clear()
     _new_session_id()
+    if sso is not None:
+        # the proxy signs the operator in again on the next request: only it can log out
+        header = current_app.config["KV_SETTINGS"].dashboard.trusted_auth_header
+        flash(f"You are signed in through single sign-on ({header} from the authenticating "
+              "proxy): log out at the proxy (its sign-out page) to end it. This dashboard's "
+              "session was ended, but your next page through the proxy signs you in again.",
+              "info")
+        return redirect(url_for("services.index"))
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
 

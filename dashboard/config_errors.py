@@ -10,7 +10,7 @@ from typing import Any
 
 MASK = "***"
 #: last segments whose values are never shown
-SECRET_NAMES = frozenset({"authtoken", "password", "secretkey", "passwordhash"})
+SECRET_NAMES = frozenset({"authtoken", "password", "secretkey", "passwordhash", "metricstoken"})
 
 #: a setting's key path, e.g. ``("Mesh", "KeyValue", "Provider")``
 Path = tuple[str, ...]

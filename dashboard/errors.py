@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, render_template
+from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -68,6 +68,13 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
+        from flask_login import current_user
+
+        from .auth import login_manager
+
+        if not current_user.is_authenticated and request.endpoint != "auth.login":
+            # the session (and its token) expired: log in again, as for any other page
+            return login_manager.unauthorized()
         return render_error(400, "Form expired", "The form's security token is missing or "
                             "expired. Reload the page and submit again; nothing was changed.")
 

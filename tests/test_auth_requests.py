@@ -177,3 +177,13 @@ def test_behind_the_ingress_the_origin_is_the_forwarded_one(store, hops, status)
         **forwarded, "Origin": "https://dash.example", "Referer": "https://dash.example/login"},
         data={"username": "ed", "password": "ed-pass", "csrf_token": token})
     assert response.status_code == status
+
+
+def test_an_htmx_post_after_the_session_expired_is_sent_to_log_in(devstore_provider):
+    from tests.support.webapp import make_app
+
+    client = make_app(devstore_provider).test_client()
+    answer = client.post("/mget", data={"keys": "a"}, headers={
+        "HX-Request": "true", "HX-Current-URL": "http://localhost/mget"})
+    assert answer.status_code == 401 and "/login" in answer.headers["HX-Redirect"]
+    assert "next=/mget" in answer.headers["HX-Redirect"]

@@ -32,6 +32,8 @@ NO_HOSTILE_TEXT = {
     "static": "files from static/",
     "ops.healthz": "a fixed JSON answer",
     "ops.readyz": "JSON naming the store, not its data",
+    "store.overview": "the store's own status and statistics, no keys or values",
+    "metrics.metrics": "Prometheus text: endpoint names and counts, no keys or values",
     "services.root": "a redirect to /services",
 }
 
@@ -145,6 +147,7 @@ CASES = [
     _case("browse-folders", "keys.browse",
           lambda w, c: url("/browse", prefix=w.service, view="folders"), "key", "service"),
     _case("browse-next-rows", "keys.browse", second_page_url, "key", "json", "raw"),
+    _case("audit", "audit.index", lambda w, c: "/audit"),
     _case("folder-count", "keys.folder_count",
           lambda w, c: url("/browse/count", prefix=w.leaf_key.rsplit(":", 1)[0] + ":")),
     _case("key-json", "keys.detail", lambda w, c: url("/key", key=w.json_key),

@@ -9,7 +9,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..providers.base import NO_TTL, KeyValueProvider
+from .. import audit
+from ..providers.base import NO_TTL, Entry, KeyValueProvider
 from ..providers.errors import Conflict, ProviderError, WriteUnknown
 from .drift import DriftReport, check_index
 from .index import (
@@ -205,7 +206,7 @@ def apply_repair(
     if not plan.changes:
         entry = read_index_entry(provider, service)
         value = entry.value if entry is not None else None
-        _audit(actor, plan, 0, [], [])
+        _audit(actor, plan, 0, [], [], before=entry, after=entry, new_value=value)
         return RepairResult(plan, value, value if value is not None else serialise_index(base),
                             0, [], [])
     for attempt in range(1, max(attempts, 1) + 1):
@@ -230,17 +231,19 @@ def apply_repair(
         new = _apply_action(plan, base, fresh)
         if parsed and entry is not None and new == fresh:
             # another writer already made the change: nothing left to write
-            _audit(actor, plan, attempt - 1, [], [])
+            _audit(actor, plan, attempt - 1, [], [], before=entry, after=entry,
+                   new_value=entry.value)
             return RepairResult(plan, entry.value, entry.value or "", attempt - 1, [], [])
         value = serialise_index(new)
         previous = entry.value if entry is not None else None
         if before_write is not None:
             before_write(previous)
+        written = None  # the index as written, for the audit trail's new version
         try:
             if entry is None:
-                provider.put(key, value, ttl=NO_TTL, create_only=True)
+                written = provider.put(key, value, ttl=NO_TTL, create_only=True)
             else:
-                provider.put(key, value, ttl=NO_TTL, expected=entry.token)
+                written = provider.put(key, value, ttl=NO_TTL, expected=entry.token)
         except Conflict:
             continue
         except ProviderError as error:
@@ -248,7 +251,7 @@ def apply_repair(
                 raise
             _settle_repair(provider, service, value, error)
         added, removed = _changed(service, plan.action, fresh if parsed else [], new)
-        _audit(actor, plan, attempt, added, removed)
+        _audit(actor, plan, attempt, added, removed, before=entry, after=written, new_value=value)
         return RepairResult(plan, previous, value, attempt, added, removed,
                             _undone(provider, service, plan.action, added, removed))
     raise Conflict(
@@ -291,9 +294,8 @@ def _undone(provider: KeyValueProvider, service: Service, action: str, added: li
     return sorted([k for k in added if not counts[k[cut:]]] + [k for k in removed if back(k)])
 
 
-def _audit(actor: str, plan: RepairPlan, attempts: int, added: list[str], removed: list[str]) -> None:
-    audit_log.info(
-        "index repair by %s: service=%s index=%s action=%s added=%d removed=%d attempts=%d",
-        actor, plan.report.service.prefix, plan.report.service.index_full_key, plan.action,
-        len(added), len(removed), attempts,
-    )
+def _audit(actor: str, plan: RepairPlan, attempts: int, added: list[str], removed: list[str],
+           *, before: Entry | None, after: Entry | None, new_value: str | None) -> None:
+    """One ``dashboard.audit`` line, and an entry in the app's audit trail (``/audit``)."""
+    audit.repair(actor, plan, attempts, added, removed, before=before, after=after,
+                 new_value=new_value)

@@ -15,7 +15,7 @@ def provider() -> KeyValueProvider:
 def register_blueprints(app: Flask) -> None:
     from .. import formatting, forms
     from ..auth import can_write
-    from . import edits, index, keys, mget, ops, services
+    from . import edits, index, keys, mget, ops, services, store
 
     formatting.register(app)
     app.jinja_env.filters["b64field"] = forms.encode
@@ -25,6 +25,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(edits.bp)
     app.register_blueprint(mget.bp)
     app.register_blueprint(index.bp)
+    app.register_blueprint(store.bp)
 
     @app.context_processor
     def _globals():

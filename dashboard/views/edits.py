@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from .. import forms, mesh, meshjson, writes
+from .. import audit as audit_trail
+from .. import forms, mesh, meshjson, metrics, writes
 from ..auth import editor_required
 from ..formatting import has_surrogates, parse_ttl
 from ..providers.base import KEEP_TTL, NO_TTL, Entry, TtlChange
@@ -240,18 +241,22 @@ def edit_submit():
         result = writes.replace(store, _settings(), form.key, value, ttl=ttl,
                                 expected=form.expected_version, update_index=form.update_index)
     except Conflict as conflict:
+        metrics.count_write("edit", "conflict")
         return _edit_page(conflict.current, form, 409, conflict=True)
     except WriteUnknown as unknown:
-        return _unknown_page(unknown)
-    audit.info("edit: %s wrote %r (ttl %s)", _operator(), form.key, ttl.mode)
+        return _unknown_page(unknown, "edit", before=current, value=value)
+    audit_trail.key_write("edit", _operator(), form.key, result=result, before=current,
+                          value=value, ttl=ttl.mode)
     flash("Saved.", "success")
     _report_index(result)
     return redirect(url_for("keys.detail", key=form.key), 303)
 
 
-def _unknown_page(unknown: WriteUnknown):
+def _unknown_page(unknown: WriteUnknown, action: str, *, before: Entry | None = None,
+                  value: str | None = None):
     """A write the store did not confirm: say so, and where to look."""
-    audit.warning("unconfirmed write by %s to %r: %s", _operator(), unknown.key, unknown.message)
+    audit_trail.unconfirmed(action, _operator(), unknown.key or "", unknown.message,
+                            before=before, value=value)
     service = mesh.service_for_key(_settings(), unknown.key or "")
     return render_template("edits/unknown.html", error=unknown, service=service), 504
 
@@ -282,11 +287,13 @@ def new():
         result = writes.create(provider(), _settings(), form.key, value, ttl=ttl,
                                update_index=form.update_index)
     except Conflict:
+        metrics.count_write("create", "conflict")
         form.errors.append("A key with this name already exists; nothing was written.")
         return _new_page(form, prefix, 409, exists=True)
     except WriteUnknown as unknown:
-        return _unknown_page(unknown)
-    audit.info("create: %s created %r", _operator(), form.key)
+        return _unknown_page(unknown, "create", value=value)
+    audit_trail.key_write("create", _operator(), form.key, result=result, value=value,
+                          ttl=ttl.mode)
     flash("Created.", "success")
     if mesh.service_for_key(_settings(), form.key) is not None and not _is_json(value):
         flash("The value is not JSON: the service that owns this prefix reads every value "
@@ -315,16 +322,19 @@ def delete():
         return render_template("edits/delete.html", entry=entry, back_prefix=back,
                                service=service, indexed=indexed)
     expected = request.form.get("expected_version") or None
+    before = audit_trail.peek(provider(), key)  # for the audit trail: version and size deleted
     try:
         result = writes.delete(provider(), _settings(), key, expected=expected,
                                update_index=request.form.get("update_index") == "on")
     except Conflict as conflict:
+        metrics.count_write("delete", "conflict")
         service, indexed = _service_index_state(key)
         return render_template("edits/delete.html", entry=conflict.current, back_prefix=back,
                                service=service, indexed=indexed, conflict=True), 409
     except WriteUnknown as unknown:
-        return _unknown_page(unknown)
-    audit.info("delete: %s deleted %r (existed: %s)", _operator(), key, result.existed)
+        return _unknown_page(unknown, "delete", before=before)
+    audit_trail.key_write("delete", _operator(), key, result=result, before=before,
+                          expected=expected)
     flash(f"Deleted {key!r}." if result.existed else f"{key!r} was already gone.", "success")
     _report_index(result)
     return redirect(url_for("keys.browse", prefix=back), 303)
