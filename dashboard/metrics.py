@@ -168,6 +168,9 @@ class MeteredProvider(KeyValueProvider):
     def mget(self, keys: Sequence[str]):
         return self._call("mget", self._inner.mget, keys)
 
+    def exists_many(self, keys: Sequence[str]):
+        return self._call("exists_many", self._inner.exists_many, keys)
+
     def put(self, key: str, value: str, **kwargs: Any):
         return self._call("put", self._inner.put, key, value, **kwargs)
 

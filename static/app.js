@@ -5,12 +5,15 @@
   document.addEventListener("click", function (event) {
     var copy = event.target.closest(".js-copy");
     if (copy) {
-      var source = document.querySelector(copy.dataset.copyTarget);
-      if (source && navigator.clipboard) {
-        navigator.clipboard.writeText(source.textContent).then(function () {
-          copy.textContent = "Copied";
-          setTimeout(function () { copy.textContent = "Copy value"; }, 1500);
-        });
+      // the exact stored bytes, fetched: the page shows an escaped, bounded rendering
+      if (navigator.clipboard && copy.dataset.copyUrl) {
+        fetch(copy.dataset.copyUrl, {credentials: "same-origin"})
+          .then(function (answer) { return answer.text(); })
+          .then(function (text) { return navigator.clipboard.writeText(text); })
+          .then(function () {
+            copy.textContent = "Copied";
+            setTimeout(function () { copy.textContent = "Copy value"; }, 1500);
+          });
       }
       return;
     }

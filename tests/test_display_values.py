@@ -105,9 +105,16 @@ def key_page(client, key: str):
     return client.get(f"/key?key={quote(key, safe='')}")
 
 
-def raw_value(page: str) -> str:
-    block = re.search(r'<pre class="value" id="value-raw"[^>]*>(.*?)</pre>', page, re.S).group(1)
+def shown_value(page: str) -> str:
+    """The one rendering of the value the key page carries."""
+    block = re.search(r'<pre class="value" data-testid="value" id="value-shown"[^>]*>(.*?)</pre>',
+                      page, re.S).group(1)
     return html.unescape(block)
+
+
+def raw_value(client, key: str) -> str:
+    """The value as the key page's raw view shows it."""
+    return shown_value(text(client.get(f"/key?key={quote(key, safe='')}&view=raw")))
 
 
 def test_a_big_integer_shows_as_json_everywhere(editor, store):
@@ -117,7 +124,7 @@ def test_a_big_integer_shows_as_json_everywhere(editor, store):
         assert response.status_code == 200
         page = text(response)
         assert 'data-format="json"' in page and BIG in page  # pretty, digits exact
-        assert raw_value(page) == value
+        assert raw_value(editor, key) == value
     browse = editor.get("/browse?prefix=odd:")
     assert browse.status_code == 200 and BIG[:100] in text(browse)
     mget = post_form(editor, "/mget", {"keys": "odd:big\nodd:bigobj\n"}, token_from="/mget")
@@ -130,7 +137,7 @@ def test_json_nested_50000_deep_is_shown_raw_with_a_note(editor, store):
     assert response.status_code == 200
     page = text(response)
     assert f'data-testid="json-note">{DEEP_NOTE}; shown raw.' in page
-    assert 'data-testid="value" data-format="raw"' in page and raw_value(page) == DEEP
+    assert 'data-format="raw"' in page and shown_value(page) == DEEP
     assert 'data-format="json"' not in page
     browse = editor.get("/browse?prefix=odd:")
     assert browse.status_code == 200 and "[" * 100 in text(browse)
@@ -161,22 +168,21 @@ def test_a_deep_or_oversized_index_is_malformed_on_check_and_repair(editor, stor
         assert "is not a JSON array of strings" in text(refused)
     # the index itself opens as a value
     page = text(key_page(editor, "deepidx:__keys"))
-    assert DEEP_NOTE in page and raw_value(page) == DEEP
+    assert DEEP_NOTE in page and shown_value(page) == DEEP
 
 
 def test_hidden_characters_in_values_are_shown_and_copied_exactly(editor, store):
     value = '{"file":"rtl\u202egpj.exe","zw":"a\u200bb"}'
     store.seed({"odd:bidi": value, "odd:plain": '{"a":1}'})
     page = text(key_page(editor, "odd:bidi"))
-    pretty = re.search(r'id="value-pretty" data-format="json">(.*?)</pre>', page, re.S).group(1)
+    pretty = re.search(r'id="value-shown" data-format="json">(.*?)</pre>', page, re.S).group(1)
     assert "\u202e" not in pretty and ">\\u202E</span>gpj.exe" in pretty
-    assert "\u202e" not in re.search(r'id="value-raw"[^>]*>(.*?)</pre>', page, re.S).group(1)
-    # "Copy value" copies the exact value from a hidden twin
-    assert 'data-copy-target="#value-copy"' in page
-    twin = re.search(r'<textarea id="value-copy"[^>]*>\n(.*?)</textarea>', page, re.S).group(1)
-    assert html.unescape(twin) == value
-    plain = text(key_page(editor, "odd:plain"))
-    assert 'data-copy-target="#value-raw"' in plain and 'id="value-copy"' not in plain
+    assert "\u202e" not in raw_value(editor, "odd:bidi")
+    # "Copy value" and "Download" fetch the exact value; the page holds one rendering only
+    assert 'data-copy-url="/key/download?key=odd:bidi"' in page and page.count("<pre") == 1
+    download = editor.get("/key/download?key=odd:bidi")
+    assert download.get_data(as_text=True) == value
+    assert download.headers["X-Content-Type-Options"] == "nosniff"
     rows = text(editor.get("/browse?prefix=odd:"))
     preview_cell = re.search(r'data-key="odd:bidi">.*?<td class="preview"><code>(.*?)</code>', rows,
                              re.S).group(1)

@@ -33,6 +33,7 @@ NO_HOSTILE_TEXT = {
     "ops.healthz": "a fixed JSON answer",
     "ops.readyz": "JSON naming the store, not its data",
     "store.overview": "the store's own status and statistics, no keys or values",
+    "keys.download": "the exact stored bytes as an octet-stream attachment (nosniff), not HTML",
     "metrics.metrics": "Prometheus text: endpoint names and counts, no keys or values",
     "services.root": "a redirect to /services",
 }

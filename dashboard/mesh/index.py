@@ -67,7 +67,8 @@ def read_index(provider: KeyValueProvider, service: Service) -> tuple[list[str],
 
 
 def has_index(provider: KeyValueProvider, service: Service) -> bool:
-    return read_index_entry(provider, service) is not None
+    """Whether the service's index exists, without reading it (it may be huge)."""
+    return provider.exists_many([service.index_full_key])[service.index_full_key]
 
 
 def update_index(

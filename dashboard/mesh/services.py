@@ -114,15 +114,17 @@ def known_services(provider: KeyValueProvider, settings) -> tuple[list[Service],
     return list(services.values()), discovered.complete
 
 
-def services_with_index(provider: KeyValueProvider, settings) -> list[Service]:
+def services_with_index(
+    provider: KeyValueProvider, settings, known: list[Service] | None = None,
+) -> list[Service]:
     """Known services whose runtime keeps an index: it exists, or configuration says so.
 
     None on Redis: that runtime keeps no index (a ``__keys`` key there is plain data).
-    One bulk read tells which indexes exist.
+    ``known`` is the service list when the caller has it (discovery is cached by the web
+    app); existence is asked without reading the indexes.
     """
-    candidates = [s for s in known_services(provider, settings)[0] if s.keeps_index is not False]
-    found = provider.mget([s.index_full_key for s in candidates]) if candidates else {}
-    return [
-        s for s in candidates
-        if found.get(s.index_full_key) is not None or s.keeps_index
-    ]
+    if known is None:
+        known = known_services(provider, settings)[0]
+    candidates = [s for s in known if s.keeps_index is not False]
+    found = provider.exists_many([s.index_full_key for s in candidates]) if candidates else {}
+    return [s for s in candidates if found.get(s.index_full_key) or s.keeps_index]

@@ -254,6 +254,15 @@ class KeyValueProvider(ABC):
     def mget(self, keys: Sequence[str]) -> dict[str, Entry | None]:
         """Read many keys in batched bulk requests; missing keys map to None, input order kept."""
 
+    def exists_many(self, keys: Sequence[str]) -> dict[str, bool]:
+        """Which of ``keys`` exist, without reading their values where the store allows.
+
+        This default reads them with ``mget``; stores override it with a metadata-only or
+        existence-only request (a 47 MB index need not travel to learn it is there).
+        """
+        found = self.mget(keys)
+        return {key: found.get(key) is not None for key in keys}
+
     @abstractmethod
     def put(
         self, key: str, value: str, *, ttl: TtlChange = KEEP_TTL,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import errors
@@ -77,6 +77,17 @@ class ListingMixin:
             return self._local_page(keys, cursor, limit, truncated=truncated, source="legacy")
         return self._local_page(self._index_keys(prefix), cursor, limit, truncated=False,
                                 source="index")
+
+    def exists_many(self, keys: Sequence[str]) -> dict[str, bool]:
+        """Which keys exist: one keys-only listing request per key on a sorted listing.
+
+        A sorted listing from ``prefix=key`` starts with the key itself when it exists, so
+        nothing of its value travels (a service's index can be tens of megabytes). Servers
+        without a sorted listing answer through ``mget``.
+        """
+        if self._ensure_detected() not in ("range", "cursor"):
+            return KeyValueProvider.exists_many(self, keys)
+        return {key: self.list_keys(key, limit=1).keys[:1] == [key] for key in dict.fromkeys(keys)}
 
     def list_segments(
         self, prefix: str = "", *, sep: str = ":", limit: int = 500, walk_cap: int = 20_000,

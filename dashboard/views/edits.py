@@ -81,6 +81,10 @@ class WriteForm:
     def value_to_store(self) -> str | None:
         """The value as it will be written: validated JSON (in the mesh's bytes if asked) or
         raw text."""
+        size = len(self.value.encode("utf-8", "surrogatepass"))
+        if size > _max_bytes():
+            self.errors.append(_too_big(size))
+            return None
         if self.raw:
             return self.value
         try:
@@ -164,6 +168,18 @@ def _keep_what_was_not_touched(stored: str, form: WriteForm, value: str) -> str:
     return value
 
 
+def _max_bytes() -> int:
+    return _settings().dashboard.max_render_bytes
+
+
+def _too_big(size: int) -> str:
+    from ..formatting import human_size
+
+    return (f"This value is {human_size(size)}, more than the {human_size(_max_bytes())} the "
+            "browser edits (Dashboard__MaxRenderBytes): a form that size would stall the page. "
+            "Download it, and write it with the store's own tools.")
+
+
 def _is_json(value: str) -> bool:
     try:
         json.loads(value)
@@ -195,6 +211,9 @@ def edit_form():
     entry = provider().get(key)
     if not entry.editable:
         flash(f"{entry.type} values are shown read-only.", "error")
+        return redirect(url_for("keys.detail", key=key))
+    if entry.size > _max_bytes():
+        flash(_too_big(entry.size), "error")
         return redirect(url_for("keys.detail", key=key))
     pretty = meshjson.pretty(entry.value or "")
     form = WriteForm(

@@ -15,6 +15,7 @@ from flask_login import current_user, login_required
 
 from .. import forms, mesh
 from ..auth import editor_required
+from ..discovery import discovered
 from ..htmx import is_htmx
 from . import provider
 
@@ -71,7 +72,8 @@ def _check(service: mesh.Service, *, reuse: bool) -> mesh.DriftReport:
 @bp.get("/index")
 @login_required
 def overview():
-    services = mesh.services_with_index(provider(), current_app.config["KV_SETTINGS"])
+    services = mesh.services_with_index(provider(), current_app.config["KV_SETTINGS"],
+                                        discovered().services)
     return render_template("index/overview.html", services=services,
                            capabilities=provider().capabilities())
 

@@ -7,11 +7,13 @@ paths, and mesh keys contain all of those.
 from __future__ import annotations
 
 import json
+import re
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, Response, abort, current_app, render_template, request
 from flask_login import login_required
 
 from .. import mesh, meshjson
+from ..formatting import pretty_content
 from ..htmx import is_htmx, render
 from ..providers.errors import NotFound
 from . import provider
@@ -111,9 +113,44 @@ def detail():
     except NotFound:
         return render_template("keys/missing.html", key=key, prefix=parent_prefix(key)), 404
     settings = current_app.config["KV_SETTINGS"]
-    pretty, json_note = json_view(entry.value)
+    limit = settings.dashboard.max_render_bytes
+    # one copy of the value in the page, never more than the limit: a 100 MB value is a
+    # download, not a page
+    truncated = entry.value is not None and entry.size > limit
+    if truncated:
+        pretty, json_note = None, None
+        shown = entry.value.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
+    else:
+        pretty, json_note = json_view(entry.value)
+        raw = request.args.get("view") == "raw" or pretty is None
+        shown = (entry.value if raw else pretty) if entry.value is not None else None
     return render_template(
-        "keys/detail.html", entry=entry, pretty=pretty, json_note=json_note,
+        "keys/detail.html", entry=entry, pretty=pretty, json_note=json_note, shown=shown,
+        showing_pretty=not truncated and pretty is not None and shown == pretty,
+        truncated=truncated, limit=limit,
         prefix=parent_prefix(key), crumbs=breadcrumbs(parent_prefix(key)),
         service=mesh.service_for_key(settings, key), capabilities=provider().capabilities(),
     )
+
+
+@bp.get("/key/download")
+@login_required
+def download():
+    """The whole value as a file, exactly as stored (what the page shows is bounded)."""
+    key = request.args.get("key")
+    if not key:
+        abort(400, description="Which key? Pass ?key=<full key>.")
+    entry = provider().get(key)
+    value = entry.value if entry.value is not None else pretty_content(entry.content)
+    data = value.encode("utf-8", "surrogateescape")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("_")[:100] or "value"
+    chunk = 64 * 1024
+
+    def chunks():
+        for start in range(0, len(data), chunk):
+            yield data[start:start + chunk]
+
+    return Response(chunks(), mimetype="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="{name}.txt"',
+        "Content-Length": str(len(data)), "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store"})

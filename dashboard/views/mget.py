@@ -31,6 +31,7 @@ from flask import Blueprint, Response, current_app, render_template, request, ur
 from flask_login import current_user, login_required
 
 from .. import mesh
+from ..discovery import discovered
 from ..htmx import is_htmx
 from ..providers.base import Entry
 from . import provider
@@ -96,8 +97,7 @@ def parse_keys(text: str, service: str = "") -> ParsedKeys:
 
 def service_choices(selected: str = "") -> list[tuple[str, str]]:
     """(prefix, label) for the service selector: configured services and discovered ones."""
-    services, _ = mesh.known_services(provider(), current_app.config["KV_SETTINGS"])
-    choices = {s.prefix: s.name for s in services}
+    choices = {s.prefix: s.name for s in discovered().services}
     if selected:
         choices.setdefault(selected, selected)
     return sorted(choices.items())

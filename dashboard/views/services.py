@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from flask_login import login_required
 
 from .. import mesh
+from ..discovery import discovered
 from ..htmx import render
 from . import provider
 
@@ -21,8 +22,9 @@ def root():
 @bp.get("/services")
 @login_required
 def index():
-    services, complete = mesh.known_services(provider(), current_app.config["KV_SETTINGS"])
-    return render_template("services/index.html", services=services, complete=complete,
+    found = discovered(refresh=request.args.get("refresh") == "1")
+    return render_template("services/index.html", services=found.services, complete=found.complete,
+                           discovered_ago=int(found.age_seconds),
                            capabilities=provider().capabilities())
 
 

@@ -156,6 +156,7 @@ ROUTES: dict[tuple[str, str], RouteSpec] = {
     ("keys.folder_count", "GET"): _spec(
         "login", _get("/browse/count", prefix=lambda s: s.key("sub:")), 200),
     ("keys.detail", "GET"): _spec("login", _get("/key", key=_doc), 200),
+    ("keys.download", "GET"): _spec("login", _get("/key/download", key=_doc), 200),
     ("edits.edit_form", "GET"): _spec("editor", _get("/key/edit", key=_doc), 200),
     ("edits.edit_submit", "POST"): _spec(
         "editor", lambda s: Call("POST", "/key/edit", data={

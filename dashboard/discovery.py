@@ -1,0 +1,51 @@
+"""The service list every page asks for, discovered at most once per ``TTL`` per process.
+
+Discovery walks the store's prefixes; the services page, the bulk lookup's selector and
+the index overview all need the list, so walking it on each of their requests multiplied
+the cost. A page may ask for a fresh walk (the services page's "refresh").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from flask import current_app
+
+from . import mesh
+from .views import provider
+
+#: seconds a discovered service list is reused
+TTL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """Known services, whether discovery saw every prefix, and when it ran."""
+
+    services: list[mesh.Service]
+    complete: bool
+    #: time.monotonic() of the walk
+    at: float
+
+    @property
+    def age_seconds(self) -> float:
+        return time.monotonic() - self.at
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.value: Discovered | None = None
+
+
+def discovered(*, refresh: bool = False) -> Discovered:
+    """The known services (configured first, then discovered), from the cache when fresh."""
+    cache: _Cache = current_app.extensions.setdefault("discovery", _Cache())
+    with cache.lock:  # one walk at a time; the others wait and reuse it
+        value = cache.value
+        if refresh or value is None or value.age_seconds > TTL_SECONDS:
+            services, complete = mesh.known_services(provider(), current_app.config["KV_SETTINGS"])
+            value = cache.value = Discovered(services, complete, time.monotonic())
+        return value

@@ -1,0 +1,86 @@
+"""Pages do work bounded by what they show, not by the size of the keyspace or of values.
+
+Counted, not timed: the store requests a page makes, seen by an httpx hook on the
+provider's own client against a real dev store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from dashboard.devstore import start_devstore
+from dashboard.providers.toskastore import ToskaStoreProvider
+from tests.support.webapp import login, make_app
+
+
+@pytest.fixture
+def recorded() -> Iterator:
+    with start_devstore(port=0) as running:
+        provider = ToskaStoreProvider(running.url)
+        provider.capabilities()
+        requests: list[tuple[str, str]] = []
+        provider._client.event_hooks["request"].append(
+            lambda r: requests.append((r.method, r.url.raw_path.decode())))
+        try:
+            yield running, provider, requests
+        finally:
+            provider.close()
+
+
+def test_the_service_list_is_discovered_once_and_refreshed_on_request(recorded):
+    running, provider, requests = recorded
+    running.store.put("svc:a", "1")
+    client = make_app(provider).test_client()
+    login(client)
+    assert 'data-prefix="svc:"' in client.get("/services").get_data(as_text=True)
+    walks = len(requests)
+    running.store.put("new:a", "1")
+    client.get("/services")
+    client.get("/mget")
+    client.get("/index")
+    listing = [path for _, path in requests[walks:] if path.startswith("/kv?") and "start=" in path]
+    assert listing == []  # the cached list served all three pages
+    page = client.get("/services?refresh=1").get_data(as_text=True)
+    assert 'data-prefix="new:"' in page and 'data-testid="refresh-services"' in page
+
+
+def test_index_presence_never_reads_the_index_value(recorded):
+    running, provider, requests = recorded
+    running.store.put("svc:a", "1")
+    running.store.put("svc:__keys", '["a"' + ',"x"' * 200_000 + "]")  # a big index
+    client = make_app(provider).test_client()
+    login(client)
+    summary = client.get("/services/summary?prefix=svc:", headers={"HX-Request": "true"})
+    assert 'data-indexed="true"' in summary.get_data(as_text=True)
+    client.get("/index")
+    assert ("GET", "/kv/svc%3A__keys") not in requests
+    assert not [path for _, path in requests if path.startswith("/kv/mget")]
+
+
+def test_the_metered_provider_forwards_every_contract_method():
+    # a contract method with a default implementation that the wrapper did not forward
+    # would silently bypass the store's own (cheaper) override
+    from dashboard.metrics import MeteredProvider
+    from dashboard.providers.base import KeyValueProvider
+
+    public = {name for name in vars(KeyValueProvider) if not name.startswith("_")
+              and callable(getattr(KeyValueProvider, name))}
+    assert public - set(vars(MeteredProvider)) == set()
+
+
+def test_a_value_over_the_render_limit_is_a_bounded_page_and_a_download(recorded):
+    running, provider, _ = recorded
+    big = '{"blob":"' + "x" * 3_000_000 + '"}'
+    running.store.put("svc:big", big)
+    client = make_app(provider).test_client()
+    login(client)
+    page = client.get("/key?key=svc:big").get_data(as_text=True)
+    assert 'data-testid="value-truncated"' in page and "2.9 MiB" in page
+    assert len(page) < 1_200_000  # one bounded rendering, not two copies of 3 MB
+    assert client.get("/key/download?key=svc:big").get_data(as_text=True) == big
+    edit = client.get("/key/edit?key=svc:big")
+    assert edit.status_code == 302
+    assert "Dashboard__MaxRenderBytes" in client.get(edit.headers["Location"]).get_data(
+        as_text=True)
