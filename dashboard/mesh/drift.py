@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -117,9 +116,11 @@ def check_index(
 ) -> DriftReport:
     """Compare ``service``'s index with its live keys; see ``DriftReport``.
 
-    Streams the listing page by page into one set of inner keys (memory grows with the
-    number of keys, never with copies of pages). A store that cannot list keys only
-    lets us check the index entries themselves, with bulk reads.
+    On a store that lists keys in order, the sorted index and the listing are merged as
+    the pages arrive: nothing but the index and the answer is held, whatever the number of
+    live keys. Otherwise (SCAN order, a capped legacy listing) the listing is streamed into
+    one set of inner keys. A store that cannot list keys only lets us check the index
+    entries themselves, with bulk reads.
     """
     started = time.monotonic()
     checked_at = now_ms()
@@ -137,6 +138,25 @@ def check_index(
     listing = provider.capabilities().listing
     note: str | None = None
     detectable = listing != "index"
+
+    if detectable and provider.capabilities().ordered:
+        merged = _merged(provider, service, entries, on_progress)
+        if merged is not None:
+            stale, unindexed, in_both, live_count = merged
+            if entry is None and live_count:
+                malformed = (f"missing: the service has {live_count} keys but no index, and its "
+                             "runtime keeps one (EnableKeyIndex)")
+            elif entry is None:
+                note = "no keys and no index yet: the runtime creates the index with the first key"
+            return DriftReport(
+                service=service, index_exists=entry is not None, malformed=malformed,
+                indexed=len(entries), live=live_count, in_both=in_both, stale=stale,
+                unindexed=unindexed, duplicates=_duplicates(prefix, entries),
+                unindexed_detectable=True, checked_at_ms=checked_at,
+                seconds=time.monotonic() - started,
+                index_token=entry.token if entry is not None else None,
+                index_entries=tuple(entries), listing_note=note,
+            )
 
     live: set[str] = set()
     if detectable:
@@ -183,7 +203,7 @@ def check_index(
         stale=sorted(prefix + e for e in listed - live),
         # without a listing, live keys are index entries: none can be unindexed
         unindexed=sorted(prefix + k for k in live - listed),
-        duplicates=sorted(prefix + e for e, n in Counter(entries).items() if n > 1),
+        duplicates=_duplicates(prefix, entries),
         unindexed_detectable=detectable,
         checked_at_ms=checked_at,
         seconds=time.monotonic() - started,
@@ -191,6 +211,62 @@ def check_index(
         index_entries=tuple(entries),
         listing_note=note,
     )
+
+
+def _duplicates(prefix: str, entries: list[str]) -> list[str]:
+    """Full keys listed more than once, each once, sorted (adjacent after a sort: no dict)."""
+    ordered = sorted(entries)
+    repeated = [b for a, b in zip(ordered, ordered[1:], strict=False) if a == b]
+    return [prefix + k for i, k in enumerate(repeated) if i == 0 or repeated[i - 1] != k]
+
+
+def _merged(
+    provider: KeyValueProvider, service: Service, entries: list[str],
+    on_progress: Callable[[int], None] | None,
+) -> tuple[list[str], list[str], int, int] | None:
+    """(stale, unindexed, in both, live count) by merging the sorted index with the listing.
+
+    None when the listing is capped or not strictly in order after all: the caller then
+    compares sets instead.
+    """
+    prefix, own, cut = service.prefix, service.index_key, len(service.prefix)
+    ordered = sorted(entries)
+    unique = [k for i, k in enumerate(ordered) if i == 0 or ordered[i - 1] != k]
+    del ordered
+    stale: list[str] = []
+    unindexed: list[str] = []
+    at = in_both = live = 0
+    previous: str | None = None
+    cursor: str | None = None
+    while True:
+        page = provider.list_keys(prefix, cursor=cursor, limit=CHECK_PAGE)
+        if page.truncated:
+            return None
+        for key in page.keys:
+            if not key.startswith(prefix):
+                continue
+            inner = key[cut:]
+            if previous is not None and inner <= previous:
+                return None
+            previous = inner
+            if inner == own:
+                continue
+            live += 1
+            while at < len(unique) and unique[at] < inner:
+                stale.append(prefix + unique[at])
+                at += 1
+            if at < len(unique) and unique[at] == inner:
+                in_both += 1
+                at += 1
+            else:
+                unindexed.append(prefix + inner)
+        if on_progress is not None:
+            on_progress(live)
+        if not page.next_cursor:
+            break
+        cursor = page.next_cursor
+    stale.extend(prefix + k for k in unique[at:])
+    return stale, unindexed, in_both, live
 
 
 def _require_index_or_keys(provider: KeyValueProvider, service: Service) -> None:
