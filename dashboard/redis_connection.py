@@ -31,6 +31,16 @@ class RedisSettings:
     key_prefix: str | None = None
     #: as configured; may carry a password, so never display it unmasked
     connection_string: str = field(default="localhost:6379", repr=False)
+    #: every ``host:port`` the connection string names, in its order (``host``/``port``
+    #: are the first); a Redis Cluster is started from all of them
+    endpoints: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+
+    @property
+    def all_endpoints(self) -> tuple[tuple[str, int], ...]:
+        """The endpoints to connect to; just ``host``/``port`` if they were changed since."""
+        if self.endpoints and self.endpoints[0] == (self.host, self.port):
+            return self.endpoints
+        return ((self.host, self.port),)
 
 
 def _bool_text(text: str) -> bool | None:
@@ -81,8 +91,9 @@ def parse_redis_connection_string(
     """Parse a StackExchange.Redis configuration string or a ``redis://``/``rediss://`` URL.
 
     StackExchange form: ``host:port[,host2:port2],password=...,user=...,ssl=true,
-    defaultDatabase=2`` with options case-insensitive and unknown ones ignored; only the
-    first endpoint is used.
+    defaultDatabase=2`` with options case-insensitive and unknown ones ignored; every
+    endpoint is kept (a Redis Cluster starts from all of them; a standalone server is the
+    first).
     """
     shown = _display(("ConnectionString",), value)
     text = (value or "").strip()
@@ -123,10 +134,12 @@ def parse_redis_connection_string(
         database = db
     if not endpoints:
         raise bad("names no host:port endpoint")
-    host, port = _parse_endpoint(endpoints[0], ssl, setting, shown)
+    parsed = tuple(_parse_endpoint(e, ssl, setting, shown) for e in endpoints)
+    host, port = parsed[0]
     return RedisSettings(
         host=host,
         port=port,
+        endpoints=tuple(dict.fromkeys(parsed)),
         username=options.get("user") or None,
         password=options.get("password") or None,
         ssl=ssl,

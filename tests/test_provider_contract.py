@@ -1,8 +1,9 @@
 """The provider contract: every backend passes the same suite.
 
-Backends: the dev store (current, legacy, no key listing), a real redis-server, and a
-real ToskaStore when TOSKASTORE_URL is set. Capability differences are asserted, not
-skipped: a legacy server must *say* a TTL is unknown, not pretend there is none.
+Backends: the dev store (current, legacy, no key listing), a real redis-server, a real
+3-primary Redis Cluster, and a real ToskaStore when TOSKASTORE_URL is set. Capability
+differences are asserted, not skipped: a legacy server must *say* a TTL is unknown, not
+pretend there is none.
 """
 
 from __future__ import annotations

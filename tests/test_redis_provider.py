@@ -80,6 +80,49 @@ def test_ssl_uses_tls_connections() -> None:
     p.close()
 
 
+def test_standalone_server_is_detected_and_keeps_the_s_cursor(
+    provider: RedisProvider, raw: redis.Redis,
+) -> None:
+    raw.mset({f"d:{i}": "v" for i in range(30)})
+    assert provider.cluster_mode is None, "nothing is contacted before the first call"
+    page = provider.list_keys("d:", limit=10)
+    assert provider.cluster_mode is False
+    assert page.next_cursor is None or page.next_cursor.startswith("s:")
+    with pytest.raises(errors.InvalidRequest):
+        provider.list_keys("d:", cursor="c:0:0")
+
+
+def test_connection_string_endpoints_reach_the_provider(server: RedisServer) -> None:
+    from dashboard.config import Settings
+    from dashboard.providers import make_provider
+    from dashboard.redis_connection import parse_redis_connection_string
+
+    parsed = parse_redis_connection_string("a:1, b:2 ,[::1]:3,a:1,password=pw,ssl=true")
+    assert parsed.all_endpoints == (("a", 1), ("b", 2), ("::1", 3))
+    assert (parsed.host, parsed.port) == ("a", 1)
+    assert parse_redis_connection_string("redis://h:7/0").all_endpoints == (("h", 7),)
+    settings = parse_redis_connection_string(f"{server.host}:{server.port},10.255.255.1:9")
+    p = make_provider(Settings(redis=settings))
+    try:
+        assert p.name == f"Redis {server.host}:{server.port},10.255.255.1:9/0"
+        p.put("k", "v")  # a standalone server is read on the first endpoint
+        assert p.get("k").value == "v" and p.cluster_mode is False
+    finally:
+        p.close()
+
+
+def test_standalone_with_a_dead_first_endpoint_is_unavailable(server: RedisServer) -> None:
+    dead = free_port()
+    p = RedisProvider(endpoints=[("127.0.0.1", dead), (server.host, server.port)], timeout=2.0)
+    try:
+        with pytest.raises(errors.Unavailable) as info:
+            p.list_keys("")
+        assert f"127.0.0.1:{dead}" in info.value.message
+        assert p.cluster_mode is None, "detection is tried again on the next call"
+    finally:
+        p.close()
+
+
 def test_glob_escape() -> None:
     assert glob_escape(b"a*b?c[d]e\\f") == b"a\\*b\\?c\\[d\\]e\\\\f"
     assert glob_escape(b"plain:key") == b"plain:key"

@@ -53,6 +53,7 @@ def make_provider(settings: Settings) -> KeyValueProvider:
     return RedisProvider(
         host=rd.host,
         port=rd.port,
+        endpoints=rd.all_endpoints,
         db=rd.database,
         username=rd.username,
         password=rd.password,

@@ -1,7 +1,8 @@
 """Every store the provider contract suite runs against, started for real.
 
 A ``Backend`` owns a running server (dev store in one of its modes, a ``redis-server``
-process, or an external ToskaStore from ``TOSKASTORE_URL``) and builds providers for it.
+process, a 3-primary Redis Cluster, or an external ToskaStore from ``TOSKASTORE_URL``) and
+builds providers for it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from dashboard.providers.base import NO_TTL, KeyValueProvider, TtlChange
 
 BACKEND_NAMES = [
-    "devstore", "devstore-0.9.1", "devstore-legacy", "devstore-nolisting", "redis", "toskastore",
+    "devstore", "devstore-0.9.1", "devstore-legacy", "devstore-nolisting", "redis",
+    "redis-cluster", "toskastore",
 ]
 
 
@@ -97,6 +99,27 @@ def _redis_backend() -> Iterator[Backend]:
             raw.close()
 
 
+def _redis_cluster_backend() -> Iterator[Backend]:
+    from dashboard.providers.redis import RedisProvider
+    from tests.support.redis_cluster import RedisClusterServers
+
+    with RedisClusterServers() as cluster, cluster.client() as raw:
+        # named by every node, as a StackExchange connection string names them
+        provider = RedisProvider(endpoints=cluster.endpoints, timeout=10.0)
+
+        def bulk(items: Mapping[str, str], ttl_ms: int | None) -> None:
+            # the cluster pipeline sends each node the keys of its slots
+            pipe = raw.pipeline(transaction=False)
+            for key, value in items.items():
+                pipe.set(key.encode("utf-8", "surrogateescape"), value.encode(), px=ttl_ms)
+            pipe.execute()
+
+        try:
+            yield Backend("redis-cluster", provider, bulk, {"cluster": cluster, "raw": raw})
+        finally:
+            provider.close()
+
+
 def _external_toskastore_backend() -> Iterator[Backend]:
     import pytest
 
@@ -123,6 +146,7 @@ def start_backend(name: str) -> Iterator[Backend]:
             "devstore-nolisting", no_key_listing=True
         ),
         "redis": _redis_backend,
+        "redis-cluster": _redis_cluster_backend,
         "toskastore": _external_toskastore_backend,
     }
     generator = factories[name]()

@@ -1,0 +1,198 @@
+"""Reading Redis keys into ``Entry`` objects: the one path every read takes.
+
+A batch of keys is one pipeline (TYPE + PTTL + GET per key), plus a second one only when
+the batch holds non-string types, whose read command depends on the type. On a Redis
+Cluster the pipeline is redis-py's cluster pipeline: it groups the commands by the node
+serving each key's slot, sends every node its share at once and returns the replies in
+the order the commands were queued, so nothing here depends on the mode.
+
+Values (and the members shown in previews) are decoded with ``errors="replace"``; keys
+with ``errors="surrogateescape"`` so any key round-trips exactly (see ``redis.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis import exceptions as rx
+
+from . import errors
+from .base import Entry, now_ms
+
+#: elements shown for a hash, list, set, zset or stream
+PREVIEW_ELEMENTS = 100
+#: how often a read is retried when a key changes type under it
+ATTEMPTS = 3
+
+
+def key_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+class _Raced(Exception):
+    """A key changed type between the commands that read it; read it again."""
+
+
+class RedisReads:
+    """Mixin for ``RedisProvider``: needs ``self._redis`` (the client) and ``self.name``."""
+
+    _redis: Any
+    name: str
+
+    def _read_one(self, raw_key: bytes) -> Entry | None:
+        return self._read_entries([raw_key])[0]
+
+    def _read_entries(self, keys: Sequence[bytes]) -> list[Entry | None]:
+        """Entries for ``keys`` (None where missing); retries keys that change type mid-read."""
+        result: list[Entry | None] = [None] * len(keys)
+        pending = list(range(len(keys)))
+        for _ in range(ATTEMPTS):
+            raced = self._read_pass([keys[i] for i in pending])
+            still: list[int] = []
+            for index, entry in zip(pending, raced, strict=True):
+                if isinstance(entry, _Raced):
+                    still.append(index)
+                else:
+                    result[index] = entry
+            pending = still
+            if not pending:
+                return result
+        raise errors.BadResponse(
+            f"key {key_text(keys[pending[0]])!r} kept changing type while being read; "
+            "try again", store=self.name, key=key_text(keys[pending[0]]),
+        )
+
+    def _read_pass(self, keys: Sequence[bytes]) -> list[Entry | None | _Raced]:
+        """Pipeline 1: TYPE + PTTL + GET for all keys; pipeline 2: reads for other types."""
+        if not keys:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+            pipe.pttl(key)
+            pipe.get(key)
+        # GET on a hash answers WRONGTYPE: collect errors per command instead of raising
+        replies = pipe.execute(raise_on_error=False)
+        now = now_ms()
+        out: list[Entry | None | _Raced] = []
+        others: list[tuple[int, str, int]] = []
+        for i, key in enumerate(keys):
+            type_reply, pttl, value = replies[3 * i:3 * i + 3]
+            _raise_if_error(type_reply)
+            _raise_if_error(pttl)
+            type_name = _text(type_reply)
+            if type_name == "none":
+                out.append(None)
+            elif type_name == "string":
+                if isinstance(value, bytes):
+                    out.append(self._entry(key, pttl, now, value=_text(value)))
+                elif value is None:
+                    out.append(None)  # deleted between TYPE and GET
+                elif _is_wrongtype(value):
+                    out.append(_Raced())
+                else:
+                    raise value
+            else:
+                out.append(None)
+                others.append((i, type_name, pttl))
+        if others:
+            for (i, _type, _pttl), entry in zip(
+                others, self._read_collections(keys, others, now), strict=True,
+            ):
+                out[i] = entry
+        return out
+
+    def _read_collections(
+        self, keys: Sequence[bytes], others: list[tuple[int, str, int]], now: int,
+    ) -> list[Entry | None | _Raced]:
+        """One pipeline: TYPE again (to notice a change), length and preview per key."""
+        pipe = self._redis.pipeline(transaction=False)
+        counts: list[int] = []
+        for i, type_name, _pttl in others:
+            pipe.type(keys[i])
+            commands = _COLLECTION_READS.get(type_name)
+            if commands:
+                commands[0](pipe, keys[i])
+                commands[1](pipe, keys[i])
+            counts.append(1 + (2 if commands else 0))
+        replies = pipe.execute(raise_on_error=False)
+        out: list[Entry | None | _Raced] = []
+        offset = 0
+        for (i, type_name, pttl), count in zip(others, counts, strict=True):
+            type_reply, *reads = replies[offset:offset + count]
+            offset += count
+            _raise_if_error(type_reply)
+            now_type = _text(type_reply)
+            if now_type == "none":
+                out.append(None)
+                continue
+            if now_type != type_name or any(_is_wrongtype(r) for r in reads):
+                out.append(_Raced())
+                continue
+            for reply in reads:
+                _raise_if_error(reply)
+            if not reads:
+                # a module type (JSON, vector set...): name it, show no contents
+                out.append(self._entry(keys[i], pttl, now, type_name=type_name))
+                continue
+            length, preview = reads
+            out.append(self._entry(
+                keys[i], pttl, now, type_name=type_name, length=int(length),
+                content=_PREVIEWS[type_name](preview),
+            ))
+        return out
+
+    def _entry(
+        self, key: bytes, pttl: int, now: int, *, value: str | None = None,
+        type_name: str = "string", content: Any = None, length: int | None = None,
+    ) -> Entry:
+        """Build an Entry from pipelined replies; PTTL -1 means no expiry."""
+        # PTTL is -1 without expiry and -2 if the key vanished after TYPE: no TTL either way
+        ttl_ms = pttl if pttl >= 0 else None
+        return Entry(
+            key=key_text(key), value=value, ttl_ms=ttl_ms,
+            expires_at_ms=now + ttl_ms if ttl_ms is not None else None,
+            type=type_name, content=content, length=length,
+        )
+
+
+def _raise_if_error(reply: Any) -> None:
+    if isinstance(reply, Exception):
+        raise reply
+
+
+def _is_wrongtype(reply: Any) -> bool:
+    return isinstance(reply, rx.ResponseError) and str(reply).startswith("WRONGTYPE")
+
+
+# Per type: (length command, preview command). HSCAN/SSCAN return everything in one call
+# for small collections and roughly COUNT elements for big ones, without HGETALL/SMEMBERS'
+# risk of pulling a million members.
+_COLLECTION_READS = {
+    "hash": (lambda p, k: p.hlen(k), lambda p, k: p.hscan(k, 0, count=PREVIEW_ELEMENTS)),
+    "list": (lambda p, k: p.llen(k), lambda p, k: p.lrange(k, 0, PREVIEW_ELEMENTS - 1)),
+    "set": (lambda p, k: p.scard(k), lambda p, k: p.sscan(k, 0, count=PREVIEW_ELEMENTS)),
+    "zset": (lambda p, k: p.zcard(k),
+             lambda p, k: p.zrange(k, 0, PREVIEW_ELEMENTS - 1, withscores=True)),
+    "stream": (lambda p, k: p.xlen(k),
+               lambda p, k: p.xrange(k, "-", "+", count=PREVIEW_ELEMENTS)),
+}
+
+# Per type: the reply of the preview command -> the Entry.content shown to operators.
+# Hash fields and set members are sorted so a preview (and its token) is stable.
+_PREVIEWS = {
+    "hash": lambda reply: dict(sorted(
+        (_text(f), _text(v)) for f, v in reply[1].items())[:PREVIEW_ELEMENTS]),
+    "list": lambda reply: [_text(v) for v in reply],
+    "set": lambda reply: sorted(_text(m) for m in reply[1])[:PREVIEW_ELEMENTS],
+    "zset": lambda reply: [[_text(m), score] for m, score in reply],
+    "stream": lambda reply: [
+        [_text(entry_id), {_text(f): _text(v) for f, v in fields.items()}]
+        for entry_id, fields in reply
+    ],
+}
