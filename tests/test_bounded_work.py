@@ -84,3 +84,29 @@ def test_a_value_over_the_render_limit_is_a_bounded_page_and_a_download(recorded
     assert edit.status_code == 302
     assert "Dashboard__MaxRenderBytes" in client.get(edit.headers["Location"]).get_data(
         as_text=True)
+
+
+def test_a_redis_count_of_a_small_service_in_a_big_keyspace_is_bounded_by_scan_steps():
+    import redis as redis_lib
+
+    from dashboard.providers.redis import COUNT_STEPS, RedisProvider
+    from tests.support.redis_server import RedisServer
+
+    with RedisServer() as server:
+        raw = redis_lib.Redis(host=server.host, port=server.port)
+        pipe = raw.pipeline(transaction=False)
+        for i in range(60_000):
+            pipe.set(f"big:{i}", "1")
+        pipe.set("small:a", "1")
+        pipe.execute()
+        provider = RedisProvider(host=server.host, port=server.port, scan_count=1000)
+        scans = []
+        original = provider._client.scan
+        provider._client.scan = lambda *a, **k: scans.append(1) or original(*a, **k)
+        try:
+            count, exact = provider.count_keys("small:", cap=1000)
+        finally:
+            provider.close()
+            raw.close()
+    assert len(scans) <= COUNT_STEPS  # not a walk of all 60,001 keys (about 60 SCAN calls)
+    assert count <= 1 and not exact  # "≥ 0" or "≥ 1": the walk stopped before the end

@@ -171,6 +171,7 @@ def test_pagination_across_2600_keys_loses_nothing(
             if page.next_cursor is None:
                 break
             assert page.next_cursor.startswith("s:")
+            # dense keys: the page's SCAN budget finds a full page before it runs out
             assert len(page.keys) >= 100, "a page that is not the last holds at least limit keys"
             cursor = page.next_cursor
         assert len(pages) > 1
@@ -179,8 +180,12 @@ def test_pagination_across_2600_keys_loses_nothing(
         listed = list(p.iter_keys("pg:", page_size=100))
         assert len(listed) == len(set(listed)) == 2600
         assert set(listed) == expected
-        assert p.count_keys("pg:", cap=1000) == (1000, False)
-        assert p.count_keys("pg:", cap=5000) == (2600, True)
+        count, exact = p.count_keys("pg:", cap=1000)
+        if scan_count == 1000:
+            assert (count, exact) == (1000, False)
+            assert p.count_keys("pg:", cap=5000) == (2600, True)
+        else:  # 16 SCAN calls of 10 slots: a bounded count says "at least", never more
+            assert not exact and 0 < count < 1000
     finally:
         p.close()
 

@@ -12,6 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 #: how the store lists keys: an ordered range API, cursor pages, one legacy unpaged
@@ -118,9 +119,9 @@ class Entry:
             return token == value_token(self.type, self.value, self.content)
         return token == self.token or (self.version is not None and token == f"v{self.version}")
 
-    @property
+    @cached_property
     def size(self) -> int:
-        """Size of the value in UTF-8 bytes (0 for non-string types)."""
+        """Size of the value in UTF-8 bytes (0 for non-string types); encoded once."""
         return len(self.value.encode("utf-8", "surrogatepass")) if self.value is not None else 0
 
     @property

@@ -50,6 +50,9 @@ from .redis_writes import _AGAIN, RedisWrites
 
 __all__ = ["PREVIEW_ELEMENTS", "RedisProvider", "glob_escape"]
 
+#: SCAN calls a key count may make: a services page row costs at most this many
+COUNT_STEPS = 16
+
 _CAPABILITIES = Capabilities(
     listing="scan", ordered=False, versions=False, ttl_visible=True, atomic_cas=True,
     mget_ttl=True, non_string_types=True, watch=False,
@@ -123,6 +126,18 @@ class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyV
         with self._translate():
             keys, next_cursor = self._scan_keys(prefix, cursor, limit)
         return KeyPage([key_text(k) for k in keys], next_cursor, source="scan")
+
+    def count_keys(self, prefix: str = "", *, cap: int = 1000) -> tuple[int, bool]:
+        """Count keys under ``prefix`` with a bounded walk: at most ``COUNT_STEPS`` SCAN calls.
+
+        Exact when the walk ended (or the cap was reached: then "at least ``cap``"); when the
+        budget ran out first, the keys found so far with ``exact`` False ("≥ N").
+        """
+        with self._translate():
+            keys, next_cursor = self._scan_keys(prefix, None, cap + 1, max_steps=COUNT_STEPS)
+        if len(keys) > cap:
+            return cap, False
+        return len(keys), next_cursor is None
 
     def scan(
         self, prefix: str = "", *, cursor: str | None = None, limit: int = 100,

@@ -26,6 +26,8 @@ _GLOB_SPECIAL = frozenset(b"*?[]\\")
 STANDALONE_CURSOR = "s:"
 CLUSTER_CURSOR = "c:"
 _SLOTS = 16384
+#: SCAN calls one page may make (each examines about ``scan_count`` keys)
+SCAN_STEPS = 32
 
 
 def glob_escape(prefix: bytes) -> bytes:
@@ -51,22 +53,27 @@ class RedisListing:
     _cluster: Any
 
     def _scan_keys(
-        self, prefix: str, cursor: str | None, limit: int,
+        self, prefix: str, cursor: str | None, limit: int, *, max_steps: int = SCAN_STEPS,
     ) -> tuple[list[bytes], str | None]:
-        """SCAN until ``limit`` distinct keys or the end; sorted keys and the next cursor."""
+        """SCAN until ``limit`` distinct keys, the end, or ``max_steps`` SCAN calls.
+
+        The step budget bounds the work by the keyspace walked, not by the matches found:
+        a small prefix in a large keyspace answers a short page with a next cursor instead
+        of walking every key. Returns the sorted keys and the next cursor.
+        """
         if limit < 1:
             raise errors.InvalidRequest(f"limit must be positive, got {limit}", store=self.name)
         match = glob_escape(self._encode_key(prefix)) + b"*"  # type: ignore[attr-defined]
         if self._cluster is not None:
-            return self._scan_cluster(match, cursor, limit)
-        return self._scan_standalone(match, cursor, limit)
+            return self._scan_cluster(match, cursor, limit, max_steps)
+        return self._scan_standalone(match, cursor, limit, max_steps)
 
     def _scan_standalone(
-        self, match: bytes, cursor: str | None, limit: int,
+        self, match: bytes, cursor: str | None, limit: int, max_steps: int,
     ) -> tuple[list[bytes], str | None]:
         position = 0 if cursor is None else self._parse_standalone_cursor(cursor)
         found: set[bytes] = set()
-        while True:
+        for _ in range(max(max_steps, 1)):
             # SCAN may repeat keys (during a rehash) and gives no order: a set, then sort
             position, keys = self._client.scan(position, match=match, count=self.scan_count)
             found.update(keys)
@@ -76,7 +83,7 @@ class RedisListing:
         return sorted(found), next_cursor
 
     def _scan_cluster(
-        self, match: bytes, cursor: str | None, limit: int,
+        self, match: bytes, cursor: str | None, limit: int, max_steps: int,
     ) -> tuple[list[bytes], str | None]:
         primaries = self._primaries()
         node_index, position = (0, 0) if cursor is None else self._parse_cluster_cursor(cursor)
@@ -87,7 +94,9 @@ class RedisListing:
                 store=self.name,
             )
         found: set[bytes] = set()
-        while node_index < len(primaries):
+        steps = 0
+        while node_index < len(primaries) and steps < max(max_steps, 1):
+            steps += 1
             node = primaries[node_index]
             position, keys = self._on_node(
                 node, lambda client, pos=position: client.scan(

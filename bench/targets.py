@@ -1,0 +1,165 @@
+"""The stores the benchmark runs on, each a real server on 127.0.0.1, seeded with ``data``.
+
+- ``devstore``: ``dashboard.devstore`` (ToskaStore main: range listing, metadata, mget) in
+  its own process (``devstore_child``), so its CPU is not this process's GIL;
+- ``redis``: a real ``redis-server`` (``tests/support/redis_server.py``), seeded with
+  pipelined ``SET ... PX``.
+
+Each ``Target`` builds the provider the dashboard would build from its settings
+(``dashboard.providers.make_provider``: the same timeouts and batch sizes), the raw clients
+of the floor, and the environment a gunicorn needs to serve on it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dashboard.config import load_settings
+from dashboard.providers import make_provider
+from dashboard.providers.base import KeyValueProvider
+
+from . import data
+from .floor import RawClients
+
+ROOT = Path(__file__).resolve().parent.parent
+#: how long a dev store child may take to seed itself and answer (1M keys: about a minute)
+_DEVSTORE_START_S = 900
+
+
+@dataclass
+class Target:
+    """One seeded store: how the dashboard reaches it, and how the floor does."""
+
+    name: str
+    label: str
+    #: ``Mesh:KeyValue`` settings (appsettings shape) for the dashboard
+    mesh: dict[str, Any]
+    #: the same as environment variables, for gunicorn
+    env: dict[str, str]
+    seed_seconds: float
+    redis_address: tuple[str, int] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self):
+        return load_settings(None, overrides={"Mesh": {"KeyValue": self.mesh},
+                                              "Dashboard": {"SecretKey": "x" * 32}})
+
+    def make_provider(self) -> KeyValueProvider:
+        """The provider the dashboard builds from these settings."""
+        return make_provider(self.settings())
+
+    def raw_clients(self) -> RawClients:
+        host, port = self.redis_address or (None, None)
+        return RawClients(redis_host=host, redis_port=port)
+
+
+def start_devstore_target(stack: ExitStack, dataset_keys: int, big_bytes: int) -> Callable[[], Target]:
+    """Start the dev store child now (it seeds itself); the returned call waits for it."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.devstore_child", "--keys", str(dataset_keys),
+         "--big-bytes", str(big_bytes)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def stop() -> None:
+        if process.poll() is None:
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    stack.callback(stop)
+
+    def ready() -> Target:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # bounded by the child: it seeds, then prints
+        if not line:
+            raise RuntimeError(f"the dev store child exited ({process.wait(_DEVSTORE_START_S)})")
+        info = json.loads(line)
+        url = info["url"]
+        return Target(
+            name="devstore", label="dev store (ToskaStore main)",
+            mesh={"Provider": "ToskaStore", "ToskaStore": {"BaseUrl": url}},
+            env={"Mesh__KeyValue__Provider": "ToskaStore",
+                 "Mesh__KeyValue__ToskaStore__BaseUrl": url},
+            seed_seconds=time.perf_counter() - started,
+            details={"url": url, "keys_written": info["written"], "pid": process.pid},
+        )
+
+    return ready
+
+
+def start_redis_target(stack: ExitStack, dataset: data.Dataset) -> Target:
+    """A real redis-server on a free port, seeded with pipelined writes."""
+    import redis
+
+    from tests.support.redis_server import RedisServer
+
+    started = time.perf_counter()
+    server = stack.enter_context(RedisServer())
+    raw = redis.Redis(host=server.host, port=server.port, socket_timeout=120)
+    written = 0
+    pipe = raw.pipeline(transaction=False)
+    for key, value, ttl in dataset.items():
+        pipe.set(key, value, px=ttl)
+        written += 1
+        if len(pipe) >= 5000:
+            pipe.execute()
+    pipe.execute()
+    version = raw.info("server").get("redis_version")
+    raw.close()
+    address = f"{server.host}:{server.port}"
+    return Target(
+        name="redis", label=f"redis-server {version}",
+        mesh={"Provider": "Redis", "Redis": {"ConnectionString": address}},
+        env={"Mesh__KeyValue__Provider": "Redis",
+             "Mesh__KeyValue__Redis__ConnectionString": address},
+        seed_seconds=time.perf_counter() - started,
+        redis_address=(server.host, server.port),
+        details={"address": address, "keys_written": written, "version": version,
+                 "pid": server._process.pid if server._process else None},
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# HOOK: Redis Cluster target (not implemented; the provider's cluster support is being
+# added separately). To add it:
+#   1. start_redis_cluster_target(stack, dataset) -> Target: start the nodes on free
+#      127.0.0.1 ports (a tests/support cluster helper once it exists), seed with one
+#      pipeline per node (keys grouped by slot), and return a Target whose ``mesh`` /
+#      ``env`` name the cluster as the provider's settings will spell it;
+#   2. meter.instrument(): meter each node's connection pool (see the HOOK there);
+#   3. floor.RawClients: a redis.cluster.RedisCluster client for the replay;
+#   4. list it in TARGETS below (the scenarios, the table and the load need nothing else).
+# ----------------------------------------------------------------------------------------
+
+TARGETS = ("devstore", "redis")
+FUTURE_TARGETS = ("redis-cluster",)
+
+
+def start_targets(stack: ExitStack, names: tuple[str, ...], dataset: data.Dataset) -> list[Target]:
+    """Start and seed the named targets (the dev store seeds itself meanwhile)."""
+    for name in names:
+        if name in FUTURE_TARGETS:
+            raise SystemExit(f"target {name!r} is not implemented yet (see the HOOK in bench/targets.py)")
+        if name not in TARGETS:
+            raise SystemExit(f"unknown target {name!r}; choose from {', '.join(TARGETS)}")
+    devstore_ready = (start_devstore_target(stack, dataset.keys, dataset.big_bytes)
+                      if "devstore" in names else None)
+    targets: dict[str, Target] = {}
+    if "redis" in names:
+        targets["redis"] = start_redis_target(stack, dataset)
+    if devstore_ready is not None:
+        targets["devstore"] = devstore_ready()
+    return [targets[name] for name in names]
