@@ -119,6 +119,8 @@ class DashboardSettings:
     mget_max_keys: int = 10000
     #: the most of a value a page renders (and the largest value edited in the browser)
     max_render_bytes: int = 1024 * 1024
+    #: seconds a discovered service list is reused by every page (0: walk on every page)
+    discovery_cache_seconds: float = 30.0
     #: number of proxies in front (ingress) whose X-Forwarded-* headers are trusted; 0 = none
     forwarded_proxies: int = 0
     #: where sessions live: None = files in a private temp directory (every worker process
@@ -248,6 +250,7 @@ class Settings:
                 "MgetBatchSize": db.mget_batch_size,
                 "MgetMaxKeys": db.mget_max_keys,
                 "MaxRenderBytes": db.max_render_bytes,
+                "DiscoveryCacheSeconds": db.discovery_cache_seconds,
                 "ForwardedProxies": db.forwarded_proxies,
                 "SessionStorage": mask_url(db.session_storage) if db.session_storage else None,
                 "SessionIdleMinutes": db.session_idle_minutes,
@@ -586,6 +589,8 @@ def load_settings(
         mget_batch_size=reader.integer((*DB, "MgetBatchSize"), 500, minimum=1),
         mget_max_keys=reader.integer((*DB, "MgetMaxKeys"), 10000, minimum=1),
         max_render_bytes=reader.integer((*DB, "MaxRenderBytes"), 1024 * 1024, minimum=1024),
+        discovery_cache_seconds=reader.number((*DB, "DiscoveryCacheSeconds"), 30.0,
+                                              positive=False),
         forwarded_proxies=reader.integer((*DB, "ForwardedProxies"), 0, minimum=0),
         session_storage=_storage_url(reader, "SessionStorage", (*_REDIS_SCHEMES, "memory", "file")),
         session_idle_minutes=reader.number((*DB, "SessionIdleMinutes"), 60.0),

@@ -1,4 +1,5 @@
-"""The service list every page asks for, discovered at most once per ``TTL`` per process.
+"""The service list every page asks for, discovered at most once per
+``Dashboard:DiscoveryCacheSeconds`` per process.
 
 Discovery walks the store's prefixes; the services page, the bulk lookup's selector and
 the index overview all need the list, so walking it on each of their requests multiplied
@@ -15,9 +16,6 @@ from flask import current_app
 
 from . import mesh
 from .views import provider
-
-#: seconds a discovered service list is reused
-TTL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -43,9 +41,18 @@ class _Cache:
 def discovered(*, refresh: bool = False) -> Discovered:
     """The known services (configured first, then discovered), from the cache when fresh."""
     cache: _Cache = current_app.extensions.setdefault("discovery", _Cache())
+    ttl = current_app.config["KV_SETTINGS"].dashboard.discovery_cache_seconds
     with cache.lock:  # one walk at a time; the others wait and reuse it
         value = cache.value
-        if refresh or value is None or value.age_seconds > TTL_SECONDS:
+        if refresh or value is None or value.age_seconds >= ttl:
             services, complete = mesh.known_services(provider(), current_app.config["KV_SETTINGS"])
             value = cache.value = Discovered(services, complete, time.monotonic())
         return value
+
+
+def forget() -> None:
+    """Drop the cached list: the dashboard itself just created or deleted a key."""
+    cache: _Cache | None = current_app.extensions.get("discovery")
+    if cache is not None:
+        with cache.lock:
+            cache.value = None

@@ -32,7 +32,7 @@ def recorded() -> Iterator:
 def test_the_service_list_is_discovered_once_and_refreshed_on_request(recorded):
     running, provider, requests = recorded
     running.store.put("svc:a", "1")
-    client = make_app(provider).test_client()
+    client = make_app(provider, dashboard={"DiscoveryCacheSeconds": 30}).test_client()
     login(client)
     assert 'data-prefix="svc:"' in client.get("/services").get_data(as_text=True)
     walks = len(requests)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from .. import audit as audit_trail
-from .. import forms, mesh, meshjson, metrics, writes
+from .. import discovery, forms, mesh, meshjson, metrics, writes
 from ..auth import editor_required
 from ..formatting import has_surrogates, parse_ttl
 from ..providers.base import KEEP_TTL, NO_TTL, Entry, TtlChange
@@ -313,6 +313,7 @@ def new():
         return _unknown_page(unknown, "create", value=value)
     audit_trail.key_write("create", _operator(), form.key, result=result, value=value,
                           ttl=ttl.mode)
+    discovery.forget()  # a new key may be a new service: every page shows it at once
     flash("Created.", "success")
     if mesh.service_for_key(_settings(), form.key) is not None and not _is_json(value):
         flash("The value is not JSON: the service that owns this prefix reads every value "
@@ -354,6 +355,7 @@ def delete():
         return _unknown_page(unknown, "delete", before=before)
     audit_trail.key_write("delete", _operator(), key, result=result, before=before,
                           expected=expected)
+    discovery.forget()
     flash(f"Deleted {key!r}." if result.existed else f"{key!r} was already gone.", "success")
     _report_index(result)
     return redirect(url_for("keys.browse", prefix=back), 303)

@@ -26,8 +26,9 @@ def make_app(provider: Any = None, *, dashboard: dict[str, Any] | None = None,
     """An app on ``provider`` with an editor ``ed`` and a viewer ``vi``."""
     overrides: dict[str, Any] = {
         # sessions in this process's memory: each test app its own, nothing left on disk
+        # and discovery walks on every page: tests seed services and look at once
         "Dashboard": {"SecretKey": SECRET, "Users": _USERS, "SessionStorage": "memory://",
-                      **(dashboard or {})},
+                      "DiscoveryCacheSeconds": 0, **(dashboard or {})},
     }
     if mesh:
         overrides["Mesh"] = {"KeyValue": mesh}
