@@ -126,6 +126,8 @@ def _escape_char(char: str) -> Markup:
 
 
 def _visible(text: str, special: re.Pattern[str]) -> Markup:
+    if special.search(text) is None:  # the common case: one escape, no parts
+        return escape(text)
     parts: list[str] = []
     start = 0
     for match in special.finditer(text):
@@ -155,8 +157,9 @@ def show_key(value: object) -> Markup:
     keep the exact key. For a plain-text context (``<title>``, ``<option>``, a file name)
     use ``key|show_key|striptags``: the escapes stay, the markup goes.
     """
-    return Markup('<bdi class="show-key" dir="ltr">{}</bdi>').format(
-        _visible(_text(value), _KEY_SPECIAL))
+    # concatenated, not Markup.format: a browse page shows hundreds of keys
+    inner = str.__str__(_visible(_text(value), _KEY_SPECIAL))  # already escaped
+    return Markup('<bdi class="show-key" dir="ltr">' + inner + "</bdi>")
 
 
 def show_value(value: object) -> Markup:

@@ -19,6 +19,7 @@ def register_blueprints(app: Flask) -> None:
 
     formatting.register(app)
     app.jinja_env.filters["b64field"] = forms.encode
+    app.jinja_env.filters["key_url"] = keys.key_url
     app.register_blueprint(ops.bp)
     app.register_blueprint(services.bp)
     app.register_blueprint(keys.bp)

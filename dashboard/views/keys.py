@@ -8,18 +8,33 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask import Blueprint, Response, abort, current_app, g, render_template, request, url_for
 from flask_login import login_required
 
 from .. import mesh, meshjson
-from ..formatting import pretty_content
+from ..formatting import has_surrogates, pretty_content
 from ..htmx import is_htmx, render
 from ..providers.errors import NotFound
 from . import provider
 
 bp = Blueprint("keys", __name__)
+#: what werkzeug's URL building leaves unquoted in a query value
+_QUERY_SAFE = "!$'()*,/:;?@"
 PAGE_SIZES = (50, 100, 250, 500)
+
+
+def key_url(key: str) -> str:
+    """``url_for("keys.detail", key=key)``, built once per request: a browse page has 500.
+
+    The query is encoded exactly as ``url_for`` encodes it (the same safe characters).
+    """
+    base = g.get("key_url_base")
+    if base is None:
+        base = g.key_url_base = url_for("keys.detail")
+    value: str | bytes = key.encode("utf-8", "surrogateescape") if has_surrogates(key) else key
+    return f"{base}?{urlencode({'key': value}, safe=_QUERY_SAFE)}"
 
 
 def parent_prefix(key: str) -> str:
