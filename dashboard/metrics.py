@@ -159,8 +159,10 @@ class MeteredProvider(KeyValueProvider):
     def list_keys(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100):
         return self._call("list_keys", self._inner.list_keys, prefix, cursor=cursor, limit=limit)
 
-    def scan(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100):
-        return self._call("scan", self._inner.scan, prefix, cursor=cursor, limit=limit)
+    def scan(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100,
+             preview_bytes: int | None = None):
+        return self._call("scan", self._inner.scan, prefix, cursor=cursor, limit=limit,
+                          preview_bytes=preview_bytes)
 
     def get(self, key: str):
         return self._call("get", self._inner.get, key)

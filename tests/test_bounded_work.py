@@ -110,3 +110,33 @@ def test_a_redis_count_of_a_small_service_in_a_big_keyspace_is_bounded_by_scan_s
             raw.close()
     assert len(scans) <= COUNT_STEPS  # not a walk of all 60,001 keys (about 60 SCAN calls)
     assert count <= 1 and not exact  # "≥ 0" or "≥ 1": the walk stopped before the end
+
+
+def test_a_redis_browse_page_reads_only_the_start_of_a_big_value():
+    import redis as redis_lib
+
+    from dashboard.providers.redis import RedisProvider
+    from tests.support.redis_server import RedisServer
+
+    big = '{"blob":"' + "y" * 5_000_000 + '"}'
+    with RedisServer() as server:
+        raw = redis_lib.Redis(host=server.host, port=server.port)
+        raw.set("svc:big", big)
+        raw.set("svc:small", '{"a":1}')
+        provider = RedisProvider(host=server.host, port=server.port)
+        try:
+            client = make_app(provider).test_client()
+            login(client)
+            before = raw.info("stats")["total_net_output_bytes"]
+            page = client.get("/browse?prefix=svc:").get_data(as_text=True)
+            sent = raw.info("stats")["total_net_output_bytes"] - before
+            entry = provider.scan("svc:", preview_bytes=100).entries
+        finally:
+            provider.close()
+            raw.close()
+    assert sent < 200_000  # not the 5 MB value
+    assert "4.8 MiB" in page and "{&#34;blob&#34;:&#34;yyy" in page  # its real size, its start
+    big_entry = next(e for e in entry if e.key == "svc:big")
+    assert big_entry.partial and big_entry.size == len(big) and len(big_entry.value) == 100
+    with pytest.raises(ValueError):
+        big_entry.token  # noqa: B018 - a preview is never the base of a write

@@ -83,6 +83,8 @@ class Entry:
     content: Any = None
     #: length in elements for non-string types
     length: int | None = None
+    #: the whole value's size in bytes when ``value`` holds only its start (a preview)
+    stored_size: int | None = None
     #: milliseconds the read took (request to answer): a rewrite reaches the store about
     #: that much later, so a kept TTL is shortened by it (see ``ttl_to_keep_ms``)
     read_rtt_ms: int = 0
@@ -103,8 +105,11 @@ class Entry:
         """What a later conditional write compares against: version, else value digest.
 
         A leased key's version moves with every keepalive of its lease, so its token is
-        the value's digest: an edit then fails only when the value itself changed.
+        the value's digest: an edit then fails only when the value itself changed. A
+        preview (``partial``) has no token: it is never the base of a write.
         """
+        if self.partial:
+            raise ValueError(f"{self.key!r} was read as a preview: read it whole to write it")
         if self.version is not None and self.lease_id is None:
             return f"v{self.version}"
         return value_token(self.type, self.value, self.content)
@@ -119,9 +124,16 @@ class Entry:
             return token == value_token(self.type, self.value, self.content)
         return token == self.token or (self.version is not None and token == f"v{self.version}")
 
+    @property
+    def partial(self) -> bool:
+        """``value`` is only the start of the stored value (read as a preview)."""
+        return self.stored_size is not None
+
     @cached_property
     def size(self) -> int:
         """Size of the value in UTF-8 bytes (0 for non-string types); encoded once."""
+        if self.stored_size is not None:
+            return self.stored_size
         return len(self.value.encode("utf-8", "surrogatepass")) if self.value is not None else 0
 
     @property
@@ -244,8 +256,16 @@ class KeyValueProvider(ABC):
         """One page of keys starting with ``prefix``; pass ``next_cursor`` back for the next."""
 
     @abstractmethod
-    def scan(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100) -> EntryPage:
-        """One page of entries (values, TTLs, metadata) under ``prefix``, in few round trips."""
+    def scan(
+        self, prefix: str = "", *, cursor: str | None = None, limit: int = 100,
+        preview_bytes: int | None = None,
+    ) -> EntryPage:
+        """One page of entries (values, TTLs, metadata) under ``prefix``, in few round trips.
+
+        With ``preview_bytes``, a store that can read part of a value (Redis ``GETRANGE``)
+        reads only that much of each: such entries are ``partial`` (a preview, never the
+        base of a write) and ``size`` is the whole value's. Other stores read values whole.
+        """
 
     @abstractmethod
     def get(self, key: str) -> Entry:

@@ -141,12 +141,18 @@ class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyV
 
     def scan(
         self, prefix: str = "", *, cursor: str | None = None, limit: int = 100,
+        preview_bytes: int | None = None,
     ) -> EntryPage:
-        """One SCAN page of entries: the keys, then one pipeline (two with non-strings)."""
+        """One SCAN page of entries: the keys, then one pipeline (two with non-strings).
+
+        With ``preview_bytes`` each string is read with ``STRLEN`` + ``GETRANGE``: a page
+        listing a 100 MB value moves only its first bytes.
+        """
         with self._translate():
             keys, next_cursor = self._scan_keys(prefix, cursor, limit)
             # keys that vanished between SCAN and the read are left out
-            entries = [e for e in self._read_entries(keys) if e is not None]
+            entries = [e for e in self._read_entries(keys, preview_bytes=preview_bytes)
+                       if e is not None]
         return EntryPage(entries, next_cursor, source="scan")
 
     def get(self, key: str) -> Entry:

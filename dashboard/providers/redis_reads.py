@@ -47,12 +47,17 @@ class RedisReads:
     def _read_one(self, raw_key: bytes) -> Entry | None:
         return self._read_entries([raw_key])[0]
 
-    def _read_entries(self, keys: Sequence[bytes]) -> list[Entry | None]:
-        """Entries for ``keys`` (None where missing); retries keys that change type mid-read."""
+    def _read_entries(
+        self, keys: Sequence[bytes], *, preview_bytes: int | None = None,
+    ) -> list[Entry | None]:
+        """Entries for ``keys`` (None where missing); retries keys that change type mid-read.
+
+        With ``preview_bytes``, strings longer than that are read partially (``partial``).
+        """
         result: list[Entry | None] = [None] * len(keys)
         pending = list(range(len(keys)))
         for _ in range(ATTEMPTS):
-            raced = self._read_pass([keys[i] for i in pending])
+            raced = self._read_pass([keys[i] for i in pending], preview_bytes)
             still: list[int] = []
             for index, entry in zip(pending, raced, strict=True):
                 if isinstance(entry, _Raced):
@@ -67,22 +72,33 @@ class RedisReads:
             "try again", store=self.name, key=key_text(keys[pending[0]]),
         )
 
-    def _read_pass(self, keys: Sequence[bytes]) -> list[Entry | None | _Raced]:
-        """Pipeline 1: TYPE + PTTL + GET for all keys; pipeline 2: reads for other types."""
+    def _read_pass(
+        self, keys: Sequence[bytes], preview_bytes: int | None = None,
+    ) -> list[Entry | None | _Raced]:
+        """Pipeline 1: TYPE + PTTL + GET for all keys (STRLEN + GETRANGE for a preview);
+        pipeline 2: reads for other types."""
         if not keys:
             return []
         pipe = self._redis.pipeline(transaction=False)
         for key in keys:
             pipe.type(key)
             pipe.pttl(key)
-            pipe.get(key)
+            if preview_bytes is None:
+                pipe.get(key)
+            else:
+                pipe.strlen(key)
+                pipe.getrange(key, 0, preview_bytes - 1)
         # GET on a hash answers WRONGTYPE: collect errors per command instead of raising
         replies = pipe.execute(raise_on_error=False)
         now = now_ms()
         out: list[Entry | None | _Raced] = []
         others: list[tuple[int, str, int]] = []
+        width = 3 if preview_bytes is None else 4
         for i, key in enumerate(keys):
-            type_reply, pttl, value = replies[3 * i:3 * i + 3]
+            type_reply, pttl, *reads = replies[width * i:width * i + width]
+            value, stored = reads[-1], (reads[0] if preview_bytes is not None else None)
+            if isinstance(stored, Exception):
+                value = stored  # WRONGTYPE: the key changed type, handled below
             _raise_if_error(type_reply)
             _raise_if_error(pttl)
             type_name = _text(type_reply)
@@ -90,7 +106,11 @@ class RedisReads:
                 out.append(None)
             elif type_name == "string":
                 if isinstance(value, bytes):
-                    out.append(self._entry(key, pttl, now, value=_text(value)))
+                    partial = isinstance(stored, int) and stored > len(value)
+                    text = (value.decode("utf-8", "ignore") if partial  # a cut character
+                            else _text(value))
+                    out.append(self._entry(key, pttl, now, value=text,
+                                           stored_size=stored if partial else None))
                 elif value is None:
                     out.append(None)  # deleted between TYPE and GET
                 elif _is_wrongtype(value):
@@ -150,6 +170,7 @@ class RedisReads:
     def _entry(
         self, key: bytes, pttl: int, now: int, *, value: str | None = None,
         type_name: str = "string", content: Any = None, length: int | None = None,
+        stored_size: int | None = None,
     ) -> Entry:
         """Build an Entry from pipelined replies; PTTL -1 means no expiry."""
         # PTTL is -1 without expiry and -2 if the key vanished after TYPE: no TTL either way
@@ -157,7 +178,7 @@ class RedisReads:
         return Entry(
             key=key_text(key), value=value, ttl_ms=ttl_ms,
             expires_at_ms=now + ttl_ms if ttl_ms is not None else None,
-            type=type_name, content=content, length=length,
+            type=type_name, content=content, length=length, stored_size=stored_size,
         )
 
 

@@ -185,8 +185,14 @@ class ListingMixin:
         return KeyPage(page, encode_local_cursor(page[-1]) if more and page else None,
                        truncated=truncated, source=source)
 
-    def scan(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100) -> EntryPage:
-        """One page of entries: one range request (current), else a key page + one mget."""
+    def scan(
+        self, prefix: str = "", *, cursor: str | None = None, limit: int = 100,
+        preview_bytes: int | None = None,
+    ) -> EntryPage:
+        """One page of entries: one range request (current), else a key page + one mget.
+
+        ToskaStore has no partial reads: values come whole (``preview_bytes`` is ignored).
+        """
         limit = max(1, min(int(limit), MAX_PAGE))
         if self._ensure_detected() == "range":
             data = self._json(self._request("GET", "/kv?" + query(

@@ -20,6 +20,8 @@ from ..providers.errors import NotFound
 from . import provider
 
 bp = Blueprint("keys", __name__)
+#: bytes of each value a browse page reads where the store allows (the preview shows ~120)
+PREVIEW_BYTES = 4096
 #: what werkzeug's URL building leaves unquoted in a query value
 _QUERY_SAFE = "!$'()*,/:;?@"
 PAGE_SIZES = (50, 100, 250, 500)
@@ -100,7 +102,8 @@ def browse():
     if view == "folders":
         context["segments"] = store.list_segments(prefix, limit=500)
         return render("keys/browse.html", "keys/_results.html", **context)
-    page = store.scan(prefix, cursor=cursor, limit=limit)
+    # a preview needs the start of each value only (where the store can read a part)
+    page = store.scan(prefix, cursor=cursor, limit=limit, preview_bytes=PREVIEW_BYTES)
     context.update(page=page, cursor=cursor)
     if cursor and is_htmx():
         # "Next page" appends rows to the table it came from.
