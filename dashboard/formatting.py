@@ -18,6 +18,8 @@ MAX_TTL_MS = 10 * 365 * 86_400_000
 
 def has_surrogates(text: str) -> bool:
     """Keys that are not UTF-8 (Redis allows any bytes) arrive surrogate-escaped."""
+    if text.isascii():  # every value a page shows passes here: skip the encode
+        return False
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -140,3 +140,15 @@ def test_a_redis_browse_page_reads_only_the_start_of_a_big_value():
     assert big_entry.partial and big_entry.size == len(big) and len(big_entry.value) == 100
     with pytest.raises(ValueError):
         big_entry.token  # noqa: B018 - a preview is never the base of a write
+
+
+@pytest.mark.parametrize("key", ["a:b/c d+e&f?g#h", "ünï:ключ", "x=y;z", "'!$()*,@~", "%2F..%",
+                                 "rtl\u202egpj", "tab\there", "bad\udcffbyte", "😀:x"])
+def test_the_cheap_key_link_is_exactly_url_for(key):
+    from flask import url_for
+
+    from dashboard.views.keys import key_url
+
+    app = make_app(ToskaStoreProvider("http://127.0.0.1:9", timeout=0.1))
+    with app.test_request_context():
+        assert key_url(key) == url_for("keys.detail", key=key)

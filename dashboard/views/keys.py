@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from flask import Blueprint, Response, abort, current_app, g, render_template, request, url_for
 from flask_login import login_required
@@ -36,7 +36,7 @@ def key_url(key: str) -> str:
     if base is None:
         base = g.key_url_base = url_for("keys.detail")
     value: str | bytes = key.encode("utf-8", "surrogateescape") if has_surrogates(key) else key
-    return f"{base}?{urlencode({'key': value}, safe=_QUERY_SAFE)}"
+    return f"{base}?key={quote_plus(value, safe=_QUERY_SAFE)}"
 
 
 def parent_prefix(key: str) -> str:
