@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from dataclasses import replace
 
 from flask import Blueprint, abort, current_app, flash, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -46,8 +47,11 @@ class _RecentReports:
         return report if checked_at_ms in (None, report.checked_at_ms) else None
 
     def put(self, report: mesh.DriftReport) -> None:
+        # the pages page through the drift lists only: the index as read (a million
+        # entries on a big service) is not kept past the request that checked it
+        kept = replace(report, index_entries=())
         with self._lock:
-            self._reports[report.service.prefix] = (time.monotonic(), report)
+            self._reports[report.service.prefix] = (time.monotonic(), kept)
 
 
 def _recent() -> _RecentReports:
