@@ -397,8 +397,8 @@ def _configure_repair_index(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yes", action="store_true", help="apply without asking")
     parser.add_argument(
         "--i-understand-concurrent-writers", action="store_true",
-        help="also needed with --yes on a store that cannot detect concurrent writers "
-        "(legacy ToskaStore)",
+        help="also needed with --yes on a store that ignores conditional writes "
+        "(ToskaStore 0.8 and v0.9.1): concurrent writers cannot be detected",
     )
     parser.add_argument(
         "--backup", metavar="PATH",
@@ -451,8 +451,9 @@ def _confirm(args: argparse.Namespace, plan, atomic: bool, out) -> None:
     if not args.yes and _ask("Apply this repair? [y/N]", out).lower() not in ("y", "yes"):
         raise CommandError("aborted: the index was not changed", EXIT_DRIFT)
     if not atomic:
-        print("WARNING: this store (legacy ToskaStore) cannot detect concurrent writers: a mesh "
-              "service updating the index during the repair may lose its update.", file=out)
+        print("WARNING: this store ignores conditional writes (ToskaStore 0.8 and v0.9.1), so "
+              "concurrent writers cannot be detected: a mesh service updating the index during "
+              "the repair may lose its update.", file=out)
         prefix = plan.report.service.prefix
         if _ask(f"Type the service prefix {prefix!r} to repair anyway:", out) != prefix:
             raise CommandError("aborted: the index was not changed", EXIT_DRIFT)

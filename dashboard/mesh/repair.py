@@ -100,7 +100,8 @@ class RepairResult:
 
 
 def repair_is_atomic(provider: KeyValueProvider) -> bool:
-    """Whether the store checks a repair's compare-and-swap atomically (not legacy ToskaStore)."""
+    """Whether the store checks a repair's compare-and-swap atomically (not ToskaStore 0.8 or
+    v0.9.1, which ignore conditional writes)."""
     return provider.capabilities().atomic_cas
 
 
