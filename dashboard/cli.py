@@ -451,9 +451,9 @@ def _confirm(args: argparse.Namespace, plan, atomic: bool, out) -> None:
     if not args.yes and _ask("Apply this repair? [y/N]", out).lower() not in ("y", "yes"):
         raise CommandError("aborted: the index was not changed", EXIT_DRIFT)
     if not atomic:
-        print("WARNING: this store ignores conditional writes (ToskaStore 0.8 and v0.9.1), so "
-              "concurrent writers cannot be detected: a mesh service updating the index during "
-              "the repair may lose its update.", file=out)
+        print("WARNING: this store ignores conditional writes (ToskaStore 0.8 and v0.9.1), so it "
+              "cannot detect concurrent writers: a mesh service updating the index during the "
+              "repair may lose its update.", file=out)
         prefix = plan.report.service.prefix
         if _ask(f"Type the service prefix {prefix!r} to repair anyway:", out) != prefix:
             raise CommandError("aborted: the index was not changed", EXIT_DRIFT)
