@@ -164,8 +164,8 @@ class MeteredProvider(KeyValueProvider):
         return self._call("scan", self._inner.scan, prefix, cursor=cursor, limit=limit,
                           preview_bytes=preview_bytes)
 
-    def get(self, key: str):
-        return self._call("get", self._inner.get, key)
+    def get(self, key: str, *, max_bytes: int | None = None):
+        return self._call("get", self._inner.get, key, max_bytes=max_bytes)
 
     def mget(self, keys: Sequence[str]):
         return self._call("mget", self._inner.mget, keys)

@@ -152,3 +152,29 @@ def test_the_cheap_key_link_is_exactly_url_for(key):
     app = make_app(ToskaStoreProvider("http://127.0.0.1:9", timeout=0.1))
     with app.test_request_context():
         assert key_url(key) == url_for("keys.detail", key=key)
+
+
+def test_a_redis_key_page_reads_only_what_it_renders():
+    import redis as redis_lib
+
+    from dashboard.providers.redis import RedisProvider
+    from tests.support.redis_server import RedisServer
+
+    big = "z" * 5_000_000
+    with RedisServer() as server:
+        raw = redis_lib.Redis(host=server.host, port=server.port)
+        raw.set("svc:big", big)
+        provider = RedisProvider(host=server.host, port=server.port)
+        try:
+            client = make_app(provider).test_client()
+            login(client)
+            before = raw.info("stats")["total_net_output_bytes"]
+            page = client.get("/key?key=svc:big").get_data(as_text=True)
+            sent = raw.info("stats")["total_net_output_bytes"] - before
+            download = client.get("/key/download?key=svc:big").get_data(as_text=True)
+        finally:
+            provider.close()
+            raw.close()
+    assert sent < 1_200_000  # the rendered megabyte, not the 5 MB value
+    assert 'data-testid="value-truncated"' in page and "4.8 MiB" in page
+    assert download == big  # the download still has every byte

@@ -268,8 +268,12 @@ class KeyValueProvider(ABC):
         """
 
     @abstractmethod
-    def get(self, key: str) -> Entry:
-        """Read one key; raises ``NotFound`` when it does not exist."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> Entry:
+        """Read one key; raises ``NotFound`` when it does not exist.
+
+        With ``max_bytes``, a store that can read part of a value reads at most that much
+        of a longer string (the entry is then ``partial``: for display, never a write).
+        """
 
     @abstractmethod
     def mget(self, keys: Sequence[str]) -> dict[str, Entry | None]:

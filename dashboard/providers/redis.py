@@ -155,11 +155,14 @@ class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyV
                        if e is not None]
         return EntryPage(entries, next_cursor, source="scan")
 
-    def get(self, key: str) -> Entry:
-        """Read one key of any type; ``NotFound`` when it does not exist."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> Entry:
+        """Read one key of any type; ``NotFound`` when it does not exist.
+
+        With ``max_bytes`` a longer string is read with ``STRLEN`` + ``GETRANGE`` (partial).
+        """
         raw_key = self._encode_key(key)
         with self._translate(key):
-            entry = self._read_entries([raw_key])[0]
+            entry = self._read_entries([raw_key], preview_bytes=max_bytes)[0]
         if entry is None:
             raise errors.NotFound(f"key {key!r} does not exist", store=self.name, key=key)
         return entry

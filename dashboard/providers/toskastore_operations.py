@@ -83,8 +83,11 @@ class OperationsMixin:
             lease_id=lease_id,
         )
 
-    def get(self, key: str) -> Entry:
-        """Read one key (value, version, TTL, lease); ``NotFound`` when absent or expired."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> Entry:
+        """Read one key (value, version, TTL, lease); ``NotFound`` when absent or expired.
+
+        ToskaStore has no partial reads: ``max_bytes`` is ignored, the value comes whole.
+        """
         self._detected()  # a wrong URL fails as "not a ToskaStore", never as a missing key
         return self._read(key)
 

@@ -126,12 +126,14 @@ def detail():
     key = request.args.get("key")
     if not key:
         abort(400, description="Which key? Open a key from the browser or pass ?key=<full key>.")
-    try:
-        entry = provider().get(key)
-    except NotFound:
-        return render_template("keys/missing.html", key=key, prefix=parent_prefix(key)), 404
     settings = current_app.config["KV_SETTINGS"]
     limit = settings.dashboard.max_render_bytes
+    try:
+        # where the store can, only what the page shows travels (one byte more tells
+        # "bigger than the limit")
+        entry = provider().get(key, max_bytes=limit + 1)
+    except NotFound:
+        return render_template("keys/missing.html", key=key, prefix=parent_prefix(key)), 404
     # one copy of the value in the page, never more than the limit: a 100 MB value is a
     # download, not a page
     truncated = entry.value is not None and entry.size > limit
