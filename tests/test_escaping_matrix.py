@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,6 +137,19 @@ def _case(name, endpoint, build, *shows: str, status: int = 200) -> Case:
     return Case(name, endpoint, build, frozenset(shows), status)
 
 
+def finished_job_url(world: World, client) -> str:
+    """The page of a background check of the hostile service, once it has finished."""
+    started = client.post("/index/check/start", data={
+        "service": world.service, "csrf_token": token_for(client)})
+    assert started.status_code == 303, started.get_data(as_text=True)[:300]
+    target = started.headers["Location"]
+    deadline = time.monotonic() + 30
+    while 'data-state="done"' not in client.get(target).get_data(as_text=True):
+        assert time.monotonic() < deadline, "the background check did not finish"
+        time.sleep(0.05)
+    return target
+
+
 MGET_KEYS = lambda w: "\n".join([w.json_key, w.raw_key, w.missing_key])  # noqa: E731
 
 CASES = [
@@ -184,6 +198,7 @@ CASES = [
     _case("repair-add", "index.repair",
           lambda w, c: url("/index/repair", service=w.service, action="add-unindexed"),
           "service", "key"),
+    _case("index-job", "index.job", finished_job_url, "service", "stale", "key"),
 ]
 
 

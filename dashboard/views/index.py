@@ -11,10 +11,19 @@ import threading
 import time
 from dataclasses import replace
 
-from flask import Blueprint, abort, current_app, flash, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 
-from .. import forms, mesh
+from .. import forms, jobs, mesh
 from ..auth import editor_required
 from ..discovery import discovered
 from ..htmx import is_htmx
@@ -54,7 +63,8 @@ class _RecentReports:
             self._reports[report.service.prefix] = (time.monotonic(), kept)
 
 
-def _recent() -> _RecentReports:
+def recent_reports() -> _RecentReports:
+    """This process's recent checks (shared with background jobs, which finish into it)."""
     return current_app.extensions.setdefault("index_reports", _RecentReports())
 
 
@@ -66,10 +76,10 @@ def _service(prefix: str | None) -> mesh.Service:
 
 def _check(service: mesh.Service, *, reuse: bool) -> mesh.DriftReport:
     checked_at = request.args.get("checked_at", type=int)
-    report = _recent().get(service.prefix, checked_at) if reuse else None
+    report = recent_reports().get(service.prefix, checked_at) if reuse else None
     if report is None:
         report = mesh.check_index(provider(), service)
-        _recent().put(report)
+        recent_reports().put(report)
     return report
 
 
@@ -124,3 +134,62 @@ def repair():
     return render_template("index/repair_done.html", result=result, service=service,
                            backup_href=backup, check_url=url_for("index.check",
                                                                  service=service.prefix))
+
+
+# --------------------------------------------------------------------------- background checks
+
+
+def _job_id() -> str:
+    job_id = request.values.get("id", "")
+    if not jobs.valid_id(job_id):
+        abort(400, description="Which job? Pass ?id=<job id> as the job page's address gives it.")
+    return job_id
+
+
+def _job_storage_down(error: jobs.StorageUnavailable):
+    abort(503, description=f"The job storage (the session storage) did not answer: {error}")
+
+
+@bp.post("/index/check/start")
+@login_required
+def start_job():
+    """Start a check in a thread of this worker; it only reads, so viewers may start one too."""
+    service = _service(forms.field("service"))
+    try:
+        job_id = jobs.start(current_app._get_current_object(),  # type: ignore[attr-defined]
+                            provider(), service, actor=current_user.name)
+    except jobs.StorageUnavailable as error:
+        _job_storage_down(error)
+    return redirect(url_for("index.job", id=job_id), code=303)
+
+
+@bp.get("/index/job")
+@login_required
+def job():
+    job_id = _job_id()
+    try:
+        record = jobs.get(current_app._get_current_object(), job_id)  # type: ignore[attr-defined]
+    except jobs.StorageUnavailable as error:
+        _job_storage_down(error)
+    if record is None:
+        abort(404, description="No such job: it never existed here, or it ended more than a "
+                               "day ago (or runs on a replica that shares no session storage).")
+    template = "index/_job.html" if is_htmx() else "index/job.html"
+    return render_template(template, job=record, lost_after=jobs.LOST_AFTER_S), 200, {
+        "Vary": "HX-Request", "Cache-Control": "no-store"}
+
+
+@bp.post("/index/job/cancel")
+@login_required
+def cancel_job():
+    job_id = _job_id()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        record = jobs.get(app, job_id)
+        if record is None:
+            abort(404, description="No such job.")
+        if not record["finished_state"]:
+            jobs.cancel(app, job_id)
+    except jobs.StorageUnavailable as error:
+        _job_storage_down(error)
+    return redirect(url_for("index.job", id=job_id), code=303)

@@ -90,6 +90,14 @@ class Scene:
         service = mesh.service_for_prefix(settings, self.prefix)
         return mesh.plan_repair(self.provider, service, action).digest
 
+    def job_id(self) -> str:
+        """A background index check of this service, started as ``POST /index/check/start`` does."""
+        from dashboard import jobs
+
+        settings = self.app.config["KV_SETTINGS"]
+        service = mesh.service_for_prefix(settings, self.prefix)
+        return jobs.start(self.app, self.provider, service, actor="ed")
+
 
 @dataclass(frozen=True)
 class Call:
@@ -185,6 +193,15 @@ ROUTES: dict[tuple[str, str], RouteSpec] = {
             "service": s.prefix, "action": "prune-stale", "confirm": "yes", "legacy_ack": "on",
             "digest": s.repair_digest("prune-stale")}),
         200, writes=True),
+    # a background check only reads: any operator may start, watch and cancel one
+    ("index.start_job", "POST"): _spec(
+        "login", lambda s: Call("POST", "/index/check/start", data={"service": s.prefix}),
+        303, location="/index/job?id="),
+    ("index.job", "GET"): _spec("login", lambda s: Call("GET", "/index/job", {"id": s.job_id()}),
+                                200),
+    ("index.cancel_job", "POST"): _spec(
+        "login", lambda s: Call("POST", "/index/job/cancel", data={"id": s.job_id()}),
+        303, location="/index/job?id="),
 }
 
 
