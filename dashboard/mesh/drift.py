@@ -143,11 +143,8 @@ def check_index(
         merged = _merged(provider, service, entries, on_progress)
         if merged is not None:
             stale, unindexed, in_both, live_count = merged
-            if entry is None and live_count:
-                malformed = (f"missing: the service has {live_count} keys but no index, and its "
-                             "runtime keeps one (EnableKeyIndex)")
-            elif entry is None:
-                note = "no keys and no index yet: the runtime creates the index with the first key"
+            if entry is None:
+                malformed, note = _absent_index(live_count)
             return DriftReport(
                 service=service, index_exists=entry is not None, malformed=malformed,
                 indexed=len(entries), live=live_count, in_both=in_both, stale=stale,
@@ -187,12 +184,9 @@ def check_index(
         live.update(_existing(provider, prefix, candidates, on_progress, 0))
 
     listed = set(entries)
-    if entry is None and live:
-        # only a runtime configured to keep an index misses it (see _require_index_or_keys)
-        malformed = (f"missing: the service has {len(live)} keys but no index, and its runtime "
-                     "keeps one (EnableKeyIndex)")
-    elif entry is None:
-        note = "no keys and no index yet: the runtime creates the index with the first key"
+    if entry is None:
+        malformed, absent_note = _absent_index(len(live))
+        note = absent_note or note  # a capped listing's note stays
     return DriftReport(
         service=service,
         index_exists=entry is not None,
@@ -211,6 +205,15 @@ def check_index(
         index_entries=tuple(entries),
         listing_note=note,
     )
+
+
+def _absent_index(live_count: int) -> tuple[str | None, str | None]:
+    """(malformed, note) for a missing index, which only a runtime that keeps one misses
+    (see ``_require_index_or_keys``)."""
+    if live_count:
+        return (f"missing: the service has {live_count} keys but no index, and its runtime "
+                "keeps one (EnableKeyIndex)"), None
+    return None, "no keys and no index yet: the runtime creates the index with the first key"
 
 
 def _duplicates(prefix: str, entries: list[str]) -> list[str]:
