@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import signal
 import socket
 import subprocess
@@ -27,41 +26,19 @@ from typing import Any
 
 import httpx
 
+from tests.support.dockerfile import image_cmd, image_env
+
 from .data import Dataset
 from .scenarios import PASSWORD, SECRET, USER, users
 from .targets import Target
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILE = ROOT / "Dockerfile"
 _START_S = 60
-
-
-def _instructions() -> list[tuple[str, str]]:
-    logical, current = [], ""
-    for line in DOCKERFILE.read_text().splitlines():
-        if not current and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.rstrip().endswith("\\"):
-            current += line.rstrip()[:-1] + " "
-            continue
-        logical.append(current + line)
-        current = ""
-    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1].strip()) for text in logical]
-
-
-def image_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for instruction, args in _instructions():
-        if instruction == "ENV":
-            for pair in shlex.split(args):
-                name, _, value = pair.partition("=")
-                env[name] = value
-    return env
 
 
 def image_cmd_on(port: int) -> list[str]:
     """The CMD with its ``--bind`` moved to 127.0.0.1:``port``."""
-    (cmd,) = [json.loads(args) for instruction, args in _instructions() if instruction == "CMD"]
+    cmd = image_cmd()
     script, binds = re.subn(r"--bind\s+0\.0\.0\.0:\d+\b", f"--bind 127.0.0.1:{port}", cmd[2])
     if cmd[:2] != ["sh", "-c"] or binds != 1:
         raise RuntimeError(f"unexpected Dockerfile CMD: {cmd!r}")

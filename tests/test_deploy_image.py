@@ -12,7 +12,6 @@ import html
 import json
 import os
 import re
-import shlex
 import signal
 import socket
 import subprocess
@@ -28,9 +27,8 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from dashboard.devstore import start_devstore
+from tests.support.dockerfile import DOCKERFILE, image_cmd, image_env, image_port
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILE = ROOT / "Dockerfile"
 SECRET = "deploy-test-secret-key-0123456789abcdef"
 TOKEN = "deploy-test-store-token"
 #: how long gunicorn may take to answer or stop before the test gives up (not asserted)
@@ -38,41 +36,6 @@ DEADLINE_S = 60
 
 
 # --------------------------------------------------------------------------- the Dockerfile
-
-
-def _instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    logical, current = [], ""
-    for line in DOCKERFILE.read_text().splitlines():
-        if not current and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.rstrip().endswith("\\"):
-            current += line.rstrip()[:-1] + " "
-            continue
-        logical.append(current + line)
-        current = ""
-    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1].strip()) for text in logical]
-
-
-def image_env() -> dict[str, str]:
-    """What the Dockerfile's ENV instructions set (``ENV A=1 B=2`` form)."""
-    env: dict[str, str] = {}
-    for instruction, args in _instructions():
-        if instruction == "ENV":
-            for pair in shlex.split(args):
-                name, _, value = pair.partition("=")
-                env[name] = value
-    return env
-
-
-def image_cmd() -> list[str]:
-    (cmd,) = [args for instruction, args in _instructions() if instruction == "CMD"]
-    return json.loads(cmd)
-
-
-def image_port() -> int:
-    (port,) = [args for instruction, args in _instructions() if instruction == "EXPOSE"]
-    return int(port)
 
 
 def cmd_on(port: int, cmd: list[str] | None = None) -> list[str]:
@@ -134,7 +97,7 @@ def run_image_cmd(tmp_path: Path, cmd: list[str], store_url: str) -> Iterator[Ru
     stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         # cwd: the checkout holds dashboard/, templates/ and static/ as the image's /app does
-        process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err,
+        process = subprocess.Popen(cmd, cwd=DOCKERFILE.parent, env=env, stdout=out, stderr=err,
                                    stdin=subprocess.DEVNULL)
     running = Running(process, f"http://127.0.0.1:{port}", stdout, stderr)
     try:

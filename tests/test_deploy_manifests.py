@@ -25,6 +25,7 @@ import yaml
 from dashboard import create_app
 from dashboard.config import SECRET_NAMES, ConfigError, load_settings
 from dashboard.devstore import start_devstore
+from tests.support.dockerfile import image_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -95,8 +96,7 @@ def _env_settings(container: dict[str, Any]) -> dict[str, str | None]:
 
 def _image_env_names() -> set[str]:
     """Environment variables the image's CMD reads itself (``${GUNICORN_WORKERS:-2}``)."""
-    cmd = json.loads(re.search(r"^CMD\s+(\[.*\])\s*$", DOCKERFILE.read_text(), re.M).group(1))
-    return set(re.findall(r"\$\{(\w+)", " ".join(cmd)))
+    return set(re.findall(r"\$\{(\w+)", " ".join(image_cmd())))
 
 
 # --------------------------------------------------------------------------- schemas
