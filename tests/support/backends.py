@@ -85,18 +85,24 @@ def _redis_backend() -> Iterator[Backend]:
     with RedisServer() as server:
         provider = RedisProvider(host=server.host, port=server.port, timeout=10.0)
         raw = redis_lib.Redis(host=server.host, port=server.port)
-
-        def bulk(items: Mapping[str, str], ttl_ms: int | None) -> None:
-            pipe = raw.pipeline(transaction=False)
-            for key, value in items.items():
-                pipe.set(key.encode("utf-8", "surrogateescape"), value.encode(), px=ttl_ms)
-            pipe.execute()
-
         try:
-            yield Backend("redis", provider, bulk, {"server": server, "raw": raw})
+            yield Backend("redis", provider, _redis_bulk_writer(raw),
+                          {"server": server, "raw": raw})
         finally:
             provider.close()
             raw.close()
+
+
+def _redis_bulk_writer(raw: Any) -> Any:
+    """Write many keys in one pipeline of a redis-py client (standalone or cluster)."""
+
+    def bulk(items: Mapping[str, str], ttl_ms: int | None) -> None:
+        pipe = raw.pipeline(transaction=False)
+        for key, value in items.items():
+            pipe.set(key.encode("utf-8", "surrogateescape"), value.encode(), px=ttl_ms)
+        pipe.execute()
+
+    return bulk
 
 
 def _redis_cluster_backend() -> Iterator[Backend]:
@@ -106,16 +112,10 @@ def _redis_cluster_backend() -> Iterator[Backend]:
     with RedisClusterServers() as cluster, cluster.client() as raw:
         # named by every node, as a StackExchange connection string names them
         provider = RedisProvider(endpoints=cluster.endpoints, timeout=10.0)
-
-        def bulk(items: Mapping[str, str], ttl_ms: int | None) -> None:
-            # the cluster pipeline sends each node the keys of its slots
-            pipe = raw.pipeline(transaction=False)
-            for key, value in items.items():
-                pipe.set(key.encode("utf-8", "surrogateescape"), value.encode(), px=ttl_ms)
-            pipe.execute()
-
         try:
-            yield Backend("redis-cluster", provider, bulk, {"cluster": cluster, "raw": raw})
+            # the cluster pipeline sends each node the keys of its slots
+            yield Backend("redis-cluster", provider, _redis_bulk_writer(raw),
+                          {"cluster": cluster, "raw": raw})
         finally:
             provider.close()
 
