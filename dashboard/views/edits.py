@@ -153,10 +153,10 @@ def _keep_what_was_not_touched(stored: str, form: WriteForm, value: str) -> str:
     a rewrite (only an explicit "compact" turns it into the mesh's form); edited text keeps
     the stored value's line-ending style where it had a single one.
     """
-    shown = meshjson.pretty(stored)
-    shown = stored if shown is None or form.raw else shown
+    pretty = meshjson.pretty(stored)
+    shown = stored if pretty is None or form.raw else pretty
     if _lf(form.value) == _lf(shown):
-        if form.compact and not form.raw and meshjson.pretty(stored) is not None:
+        if form.compact and not form.raw and pretty is not None:
             return meshjson.to_mesh_form(stored)
         return stored
     if "\n" not in value and "\r" not in value:
@@ -178,6 +178,11 @@ def _too_big(size: int) -> str:
     return (f"This value is {human_size(size)}, more than the {human_size(_max_bytes())} the "
             "browser edits (Dashboard__MaxRenderBytes): a form that size would stall the page. "
             "Download it, and write it with the store's own tools.")
+
+
+def _raw_under_a_service(key: str, value: str) -> bool:
+    """A value that is not JSON, under a prefix whose service reads every value as JSON."""
+    return mesh.service_for_key(_settings(), key) is not None and not _is_json(value)
 
 
 def _is_json(value: str) -> bool:
@@ -250,11 +255,10 @@ def edit_submit():
             return redirect(url_for("keys.detail", key=form.key), 303)
     if request.form.get("confirm") != "yes":
         # First submit: show exactly what will change before anything is written.
-        service, _ = _service_index_state(form.key)
         return render_template(
             "edits/confirm.html", form=form, entry=current, diff=value_diff(current.value, value),
             new_value=value, ttl=ttl, stale=not current.matches(form.expected_version),
-            raw_warning=service is not None and not _is_json(value),
+            raw_warning=_raw_under_a_service(form.key, value),
         )
     try:
         result = writes.replace(store, _settings(), form.key, value, ttl=ttl,
@@ -315,7 +319,7 @@ def new():
                           ttl=ttl.mode)
     discovery.forget()  # a new key may be a new service: every page shows it at once
     flash("Created.", "success")
-    if mesh.service_for_key(_settings(), form.key) is not None and not _is_json(value):
+    if _raw_under_a_service(form.key, value):
         flash("The value is not JSON: the service that owns this prefix reads every value "
               "as JSON and will fail to deserialise this key.", "error")
     _report_index(result)
