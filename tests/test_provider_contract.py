@@ -230,3 +230,10 @@ def test_list_segments_groups_the_next_level(backend, provider, prefix):
     else:
         shown = capped.folders + capped.leaves
         assert len(shown) == 2 and set(shown) <= set(listing.folders + listing.leaves)
+
+
+def test_exists_many_tells_present_from_absent(backend, provider, prefix):
+    # on a sorted listing a longer key sorts right after the asked one: never mistaken for it
+    backend.seed({prefix + "a": "1", prefix + "ab": "2"})
+    found = provider.exists_many([prefix + "a", prefix + "b", prefix + "ab", prefix + "a"])
+    assert found == {prefix + "a": True, prefix + "b": False, prefix + "ab": True}
