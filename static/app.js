@@ -35,3 +35,42 @@
     }
   });
 })();
+
+// An htmx request that got no answer from the dashboard itself (it restarted, the
+// ingress answered 502/504, the network dropped): htmx swaps nothing by default, so a
+// polling page would look frozen. Say so, and clear it when a request gets through.
+(function () {
+  "use strict";
+  var BANNER_ID = "connection-error";
+
+  function show(text) {
+    var flash = document.getElementById("flash");
+    if (!flash) { return; }
+    var banner = document.getElementById(BANNER_ID);
+    if (!banner) {
+      banner = document.createElement("div");
+      banner.id = BANNER_ID;
+      banner.className = "banner error";
+      banner.setAttribute("role", "alert");
+      banner.dataset.testid = BANNER_ID;
+      flash.appendChild(banner);
+    }
+    banner.textContent = text;  // text only: nothing from the answer is parsed as HTML
+  }
+
+  document.addEventListener("htmx:sendError", function () {
+    show("The dashboard did not answer (it may be restarting, or the network dropped). " +
+         "Nothing new is shown until it answers; pages that update themselves keep trying.");
+  });
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    show("The request failed with HTTP " + status + " before reaching the dashboard " +
+         "(a proxy or ingress answered). Pages that update themselves keep trying.");
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.successful) {
+      var banner = document.getElementById(BANNER_ID);
+      if (banner) { banner.remove(); }
+    }
+  });
+})();

@@ -220,3 +220,12 @@ def test_two_instances_sharing_redis_sessions_share_jobs(devstore, big_service, 
     url = start(other, big_service)
     done = wait_for(starter, url, lambda s: s["data-state"] == "done", "done")
     assert done["summary-stale"] == "3"
+
+
+def test_a_poll_for_a_job_that_is_gone_replaces_the_poller(devstore):
+    """A job that expired (or lives on a replica without shared storage) ends the polling."""
+    _, provider = devstore
+    editor = client_for(make_app(provider), "ed")
+    gone = status(editor, "/index/job?id=" + "0" * 32)
+    assert gone["data-state"] == "gone" and "hx-trigger" not in gone
+    assert "No such job" in gone["body"]

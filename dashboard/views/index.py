@@ -172,8 +172,13 @@ def job():
     except jobs.StorageUnavailable as error:
         _job_storage_down(error)
     if record is None:
-        abort(404, description="No such job: it never existed here, or it ended more than a "
-                               "day ago (or runs on a replica that shares no session storage).")
+        gone = ("No such job: it never existed here, or it ended more than a day ago (or runs "
+                "on a replica that shares no session storage).")
+        if is_htmx():
+            # a poll: replace the polling element, so the page says so and stops asking
+            return render_template("index/_job_gone.html", message=gone), 200, {
+                "Vary": "HX-Request", "Cache-Control": "no-store"}
+        abort(404, description=gone)
     template = "index/_job.html" if is_htmx() else "index/job.html"
     return render_template(template, job=record, lost_after=jobs.LOST_AFTER_S), 200, {
         "Vary": "HX-Request", "Cache-Control": "no-store"}
