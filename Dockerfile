@@ -35,9 +35,11 @@ HEALTHCHECK --interval=30s --timeout=3s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"
 
 # Threads, not many processes: each process keeps one pooled store client.
+# 32 threads: an open live page holds one (SSE); Dashboard__MaxLiveStreams (20 by
+# default) caps those per process, so 12 threads stay for ordinary requests.
 # --no-control-socket: gunicorn 25.1+ otherwise opens a control socket for `gunicornc`
 # under $HOME/.gunicorn, which this user has no writable home for (read-only root), and
 # logs "Control server error" at every start; the dashboard does not use it.
 # --worker-tmp-dir /dev/shm: worker heartbeat files on a tmpfs (writable with a read-only
 # root, and never blocked by a slow disk). tests/test_deploy_image.py runs this line.
-CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:8080 --workers ${GUNICORN_WORKERS:-2} --threads ${GUNICORN_THREADS:-8} --timeout 120 --no-control-socket --worker-tmp-dir /dev/shm --access-logfile - --error-logfile - dashboard.wsgi:app"]
+CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:8080 --workers ${GUNICORN_WORKERS:-2} --threads ${GUNICORN_THREADS:-32} --timeout 120 --no-control-socket --worker-tmp-dir /dev/shm --access-logfile - --error-logfile - dashboard.wsgi:app"]

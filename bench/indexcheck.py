@@ -8,7 +8,7 @@ round trips; it writes the calls it made so that a second child can replay them 
 (the floor, with its own peak RSS).
 
     python -m bench.indexcheck check --mesh JSON [--redis HOST:PORT] --calls FILE
-    python -m bench.indexcheck floor [--redis HOST:PORT] --calls FILE
+    python -m bench.indexcheck floor [--redis HOST:PORT | --redis-cluster H:P,H:P,...] --calls FILE
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ def child_floor(args: argparse.Namespace) -> dict[str, Any]:
     from bench.floor import RawClients, timed_replay
 
     host, port = _redis_address(args.redis)
-    clients = RawClients(redis_host=host, redis_port=port)
+    cluster = ([_redis_address(node) for node in args.redis_cluster.split(",")]
+               if args.redis_cluster else None)
+    clients = RawClients(redis_host=host, redis_port=port, redis_cluster=cluster)  # type: ignore[arg-type]
     with open(args.calls, "rb") as source:
         calls = pickle.load(source)
     baseline = _rss_mib()
@@ -114,6 +116,8 @@ def run(kind: str, target: Any, calls: Path) -> dict[str, Any]:
         command += ["--mesh", json.dumps(target.mesh)]
     if target.redis_address:
         command += ["--redis", "{}:{}".format(*target.redis_address)]
+    if target.redis_cluster:
+        command += ["--redis-cluster", ",".join(f"{h}:{p}" for h, p in target.redis_cluster)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                           timeout=_CHILD_TIMEOUT_S, check=False)
     if done.returncode != 0:
@@ -126,6 +130,7 @@ def main() -> int:
     parser.add_argument("kind", choices=("check", "floor"))
     parser.add_argument("--mesh", help="Mesh:KeyValue settings as JSON (check)")
     parser.add_argument("--redis", help="HOST:PORT of the Redis target (floor)")
+    parser.add_argument("--redis-cluster", help="HOST:PORT,... of the Redis Cluster target (floor)")
     parser.add_argument("--calls", required=True, help="where the check writes its calls")
     args = parser.parse_args()
     result = child_check(args) if args.kind == "check" else child_floor(args)

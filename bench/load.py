@@ -146,9 +146,9 @@ def run_load(target: Target, dataset: Dataset, *, clients: int, seconds: float,
         workdir = Path(tmp)
         (workdir / "plan.json").write_text(json.dumps(plan))
         with gunicorn(target, workdir) as (url, facts):
-            store_pid = target.details.get("pid")
+            store_pids = target.store_pids  # a cluster: every node
             workers_before = _cpu_by_pid(facts["pid"])
-            store_before = _cpu_seconds(store_pid) if store_pid else 0.0
+            store_before = sum(_cpu_seconds(pid) for pid in store_pids)
             done = subprocess.run(
                 [sys.executable, "-m", "bench.loadgen", "--url", url, "--plan",
                  str(workdir / "plan.json")],
@@ -158,7 +158,8 @@ def run_load(target: Target, dataset: Dataset, *, clients: int, seconds: float,
             facts["cpu_by_process_s"] = [round(cpu - workers_before.get(pid, 0.0), 2)
                                          for pid, cpu in workers_after.items()]
             facts["cpu_s"] = sum(facts["cpu_by_process_s"])
-            store_cpu = (_cpu_seconds(store_pid) - store_before) if store_pid else None
+            store_cpu = (sum(_cpu_seconds(pid) for pid in store_pids) - store_before
+                         if store_pids else None)
         if done.returncode != 0:
             raise RuntimeError(f"load generator failed:\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])

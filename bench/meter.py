@@ -5,6 +5,11 @@
 - Redis: the provider's connection pool makes ``MeteredConnection``s, a ``redis.Connection``
   that notes every ``send_packed_command``: one command, or a whole pipeline, is one round
   trip (``commands`` counts the commands inside).
+- Redis Cluster: every node's pool (and any node the cluster client discovers later) makes
+  ``MeteredConnection``s too. A command sent to one node is one round trip, recorded with
+  that node; redis-py's cluster pipeline sends each node its share of the commands, so one
+  pipeline is one round trip per node it touches, recorded as one routed call (the floor
+  sends it again through a cluster pipeline, which routes and overlaps it the same way).
 
 The recorded calls are what ``floor`` sends again directly.
 """
@@ -35,6 +40,10 @@ class RedisCall:
     #: one command (False) or a pipeline (True)
     pipeline: bool
     commands: tuple[tuple[Any, ...], ...]
+    #: Redis Cluster: the node (host, port) it was sent to; None on a standalone server
+    node: tuple[str, int] | None = None
+    #: Redis Cluster: a cluster pipeline, routed by key to the nodes (``node`` is None)
+    routed: bool = False
 
 
 Call = HttpCall | RedisCall
@@ -64,10 +73,17 @@ class Meter:
             done, self._current = self._current, Recording()
         return done
 
-    def note(self, call: Call, commands: int = 1) -> None:
+    def note(self, call: Call | None, commands: int = 1) -> None:
+        """One round trip (``call`` None: counted, recorded later as part of a routed call)."""
         with self._lock:
             self._current.round_trips += 1
             self._current.commands += commands
+            if self.recording and call is not None:
+                self._current.calls.append(call)
+
+    def record(self, call: Call) -> None:
+        """Record a call whose round trips were already counted."""
+        with self._lock:
             if self.recording:
                 self._current.calls.append(call)
 
@@ -87,21 +103,80 @@ def instrument(provider: Any, meter: Meter) -> None:
                               "request": [*client.event_hooks.get("request", []), on_request]}
         return
     if kind == "redis":
-        pool: redis.ConnectionPool = provider._pool
-        pool.disconnect()
-        pool.connection_class = metered_connection_class(meter)
+        # detection first (as on a dashboard that already served a page): a cluster's
+        # client and its node pools exist only afterwards
+        provider._ensure_mode()
+        if provider._cluster is not None:
+            _instrument_cluster(provider._cluster, meter)
+            return
+        _meter_pool(provider._pool, metered_connection_class(meter))
         return
-    # HOOK (Redis Cluster): a cluster provider keeps one pool per node; set
-    # ``connection_class`` on each node's pool (redis.cluster.RedisCluster.nodes_manager)
-    # the same way, then a pipeline is one round trip per node it touches.
     raise NotImplementedError(f"no round-trip meter for a {kind!r} provider yet")
 
 
-def metered_connection_class(meter: Meter) -> type[redis.Connection]:
+def _instrument_cluster(cluster: Any, meter: Meter) -> None:
+    """Meter every node pool of a ``redis.cluster.RedisCluster``, and its pipelines."""
+    metered = metered_connection_class(meter, per_node=True)
+    manager = cluster.nodes_manager
+    # nodes found later (a topology refresh) get metered pools too
+    manager.connection_kwargs["connection_class"] = metered
+    for node in cluster.get_nodes():
+        if node.redis_connection is not None:
+            _meter_pool(node.redis_connection.connection_pool, metered)
+    make_pipeline = cluster.pipeline
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = make_pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def metered_execute(raise_on_error: bool = True) -> Any:
+            group = _GROUPS.__dict__.setdefault("stack", [])
+            group.append([])
+            try:
+                return execute(raise_on_error)
+            finally:
+                commands = group.pop()
+                if commands:
+                    meter.record(RedisCall(True, tuple(commands), routed=True))
+
+        pipe.execute = metered_execute
+        return pipe
+
+    cluster.pipeline = pipeline
+
+
+def _meter_pool(pool: redis.ConnectionPool, metered: type[redis.Connection]) -> None:
+    """Make ``pool`` hand out metered connections only (detection may have used it)."""
+    pool.disconnect()
+    pool.reset()  # drop the unmetered connections it keeps for reuse
+    pool.connection_class = metered
+
+
+#: per thread: the commands of the cluster pipelines being executed (innermost last)
+_GROUPS = threading.local()
+
+
+def metered_connection_class(meter: Meter, *, per_node: bool = False) -> type[redis.Connection]:
     class MeteredConnection(redis.Connection):
         """A ``redis.Connection`` that reports each write to the socket as a round trip."""
 
         _pending: tuple[bool, tuple[tuple[Any, ...], ...]] | None = None
+        #: inside the connection handshake (HELLO, CLIENT SETINFO...): not the page's calls
+        _handshake = 0
+
+        def on_connect(self, *args: Any, **kwargs: Any) -> None:
+            self._handshake += 1
+            try:
+                super().on_connect(*args, **kwargs)
+            finally:
+                self._handshake -= 1
+
+        def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+            self._handshake += 1
+            try:
+                super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]
+            finally:
+                self._handshake -= 1
 
         def send_command(self, *args: Any, **kwargs: Any) -> None:
             self._pending = (False, (args,))
@@ -114,8 +189,17 @@ def metered_connection_class(meter: Meter) -> type[redis.Connection]:
 
         def send_packed_command(self, command: Any, check_health: bool = True) -> None:
             pending, self._pending = self._pending, None
-            if pending is not None:
-                meter.note(RedisCall(*pending), len(pending[1]))
+            if pending is not None and not self._handshake:
+                pipeline, commands = pending
+                group = getattr(_GROUPS, "stack", None)
+                if per_node and pipeline and group:
+                    # one node's share of a cluster pipeline: a round trip of its own,
+                    # recorded with the whole pipeline when it is done
+                    group[-1].extend(commands)
+                    meter.note(None, len(commands))
+                else:
+                    node = (self.host, int(self.port)) if per_node else None
+                    meter.note(RedisCall(pipeline, commands, node=node), len(commands))
             super().send_packed_command(command, check_health)
 
     return MeteredConnection

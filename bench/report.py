@@ -95,25 +95,64 @@ def _trips(figure: dict[str, Any]) -> str:
     return text
 
 
+def _commander(cell: dict[str, Any]) -> str:
+    """Redis Commander's time beside the page: its span, the ratio, what it did."""
+    rc = cell.get("redis_commander")
+    if not rc:
+        return "—"
+    ratio = rc["ratio"]
+    text = f"{_span(rc['time'])}; dashboard page {ratio:.2f}×" if ratio >= 0.1 else (
+        f"{_span(rc['time'])}; dashboard page {ratio:.3f}×")
+    facts = rc.get("facts") or {}
+    if "tree_calls" in facts:
+        calls = facts["tree_calls"]
+        text += (f"; {calls} tree call{'s' if calls != 1 else ''} down to {facts['keys_shown']:,} "
+                 "keys, no previews or TTLs")
+        if (rc.get("first_call") or {}).get("median") is not None and calls > 1:
+            text += f" (the first, `{facts['calls'][0]['prefix']}`: {_time(rc['first_call']['median'])})"
+    if rc.get("store_commands") is not None:
+        text += f"; {rc['store_commands']:,} cmds"
+    return text
+
+
 def markdown(results: dict[str, Any]) -> str:
-    """The tables: pages beside their floor, the index check, the load."""
+    """The tables: pages beside their floor (and Redis Commander), the index check, the load."""
     targets = list(results["targets"])
     labels = {name: results["targets"][name]["label"] for name in targets}
     lines: list[str] = []
     figures = results["figures"]
     pages = [(name, f) for name, f in figures.items() if f.get("kind") == "page"]
+    rc_meta = results["meta"].get("redis_commander") or {}
+    with_rc = [name for name in targets
+               if any("redis_commander" in f["targets"].get(name, {}) for _n, f in pages)]
     if pages:
         head = ["figure"]
         for name in targets:
             head += [f"{labels[name]}: page", "raw floor", "store round trips"]
+            if name in with_rc:
+                head.append(f"Redis Commander {rc_meta.get('version', '')} on the same "
+                            f"{'cluster' if name == 'redis-cluster' else 'server'}")
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _name, figure in pages:
             row = [figure["title"]]
             for name in targets:
                 cell = figure["targets"].get(name, {})
                 row += [_span(cell.get("page", {})), _span(cell.get("floor", {})), _trips(cell)]
+                if name in with_rc:
+                    row.append(_commander(cell))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        if with_rc:
+            lines += [
+                f"Redis Commander {rc_meta.get('version')} (npm `redis-commander`, node "
+                f"{rc_meta.get('node')}, its defaults: SCAN with COUNT 100), asked over HTTP what "
+                "its UI asks. Key page: `GET /apiv2/key/<connection>/<key>` (JSON; its UI renders "
+                "it in the browser). First browse page: `GET /apiv2/keystree/<connection>/<prefix>` "
+                "for the service's folder, then for its first sub-folder at each level until a "
+                "level holds keys only (`orders:` → `order:` → `2025:`); each call SCANs every key "
+                "of the store and sends `TYPE` for each key it shows; it has no pages. "
+                "\"dashboard page N×\": the dashboard's page time over Redis Commander's "
+                "(medians); cmds: the commands it sent to Redis (INFO commandstats).", ""]
     check = figures.get("index_check")
     if check:
         lines += [f"Index check of one {check['keys']:,}-key service (child process):", ""]
@@ -164,13 +203,21 @@ def header(results: dict[str, Any]) -> str:
     dirty = " with uncommitted changes" if m["app_uncommitted_changes"] else ""
     seeded = ", ".join(f"{t['label']} {t['keys_written']:,} keys in {t['seed_seconds']:.0f} s"
                        for t in results["targets"].values())
+    rc = meta.get("redis_commander")
+    if rc and rc.get("targets"):
+        beside = (f" Beside the Redis targets: Redis Commander {rc['version']} (npm "
+                  f"`{rc['package']}`, node {rc.get('node')}).")
+    elif rc:
+        beside = f" Redis Commander {rc['version']}: not measured ({rc.get('skipped', 'failed')})."
+    else:
+        beside = ""
     return (
         f"Measured {meta['started']} with `{meta['command']}` ({meta['duration_s']:.0f} s in all) "
         f"on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}, Python "
         f"{m['python']}, {m['redis_server'].split(' sha=')[0] if m['redis_server'] else ''}; "
         f"app at {m['commit']}{dirty}. N = {meta['keys']:,}; seeded: {seeded}. "
         f"Times are medians (min–max) of {meta['runs']} interleaved runs unless a cell says "
-        "otherwise.\n"
+        f"otherwise.{beside}\n"
     )
 
 

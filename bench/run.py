@@ -1,12 +1,16 @@
 """Benchmark the dashboard's pages against their raw floor, on a dev store and a redis-server.
 
-Seeds both stores (real servers on 127.0.0.1) with N mesh-shaped keys in 10 services plus
-an N-key service for the index check and a 50 MB value, then measures, in interleaved
-runs, each page beside the same store calls made directly (the raw floor) with its store
-round trips; an index check in a child process (time, peak RSS); and 50 concurrent
-clients on gunicorn as the Dockerfile starts it. See bench/README.md.
+Seeds the stores (real servers on 127.0.0.1: a dev store, a redis-server, and with
+``--targets ...,redis-cluster`` a 3-primary Redis Cluster) with N mesh-shaped keys in 10
+services plus an N-key service for the index check and a 50 MB value, then measures, in
+interleaved runs, each page beside the same store calls made directly (the raw floor) with
+its store round trips, and beside Redis Commander's equivalent on the same Redis (key page
+and first browse page; npm, installed once outside the repo, ``--no-redis-commander`` to
+skip); an index check in a child process (time, peak RSS); and 50 concurrent clients on
+gunicorn as the Dockerfile starts it. See bench/README.md.
 
     python bench/run.py [--keys 100000 | --big] [--runs 5] [--only NAME ...]
+                        [--targets devstore,redis[,redis-cluster]] [--no-redis-commander]
                         [--json out.json] [--write-readme]
 """
 
@@ -26,7 +30,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import data, indexcheck, load, report, targets  # noqa: E402
+from bench import commander, data, indexcheck, load, report, targets  # noqa: E402
 from bench.floor import timed_replay  # noqa: E402
 from bench.scenarios import SCENARIOS, Dashboard, Scenario  # noqa: E402
 
@@ -44,7 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", choices=FIGURES, metavar="NAME",
                         help=f"measure only these figures (repeatable): {', '.join(FIGURES)}")
     parser.add_argument("--targets", default=",".join(targets.TARGETS),
-                        help="comma-separated: devstore,redis (redis-cluster: not yet)")
+                        help="comma-separated, of: " + ",".join(targets.ALL_TARGETS)
+                        + f" (default {','.join(targets.TARGETS)}; redis-cluster: a 3-primary "
+                        "Redis Cluster, asked for by name)")
+    parser.add_argument("--redis-commander", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"time Redis Commander {commander.VERSION} (npm, installed once into "
+                        f"{commander.cache_root()}) on each Redis target beside the key page and "
+                        "the first browse page (default: on; skipped with a note when npm fails)")
     parser.add_argument("--big-value-mb", type=float, default=50.0,
                         help="size of the big value, MiB (50)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (50)")
@@ -73,8 +83,14 @@ def log(message: str) -> None:
 
 
 def measure_pages(dashboards: dict[str, Dashboard], scenarios: list[Scenario],
-                  dataset: data.Dataset, runs: int) -> dict[str, Any]:
-    """Interleaved: run after run, each scenario on each target, page and floor in turn."""
+                  dataset: data.Dataset, runs: int,
+                  commanders: dict[str, commander.Commander] | None = None) -> dict[str, Any]:
+    """Interleaved: run after run, each scenario on each target, page and floor in turn.
+
+    Where a scenario has a Redis Commander equivalent and the target a Redis Commander,
+    it is timed right after the page and its floor, in the same run.
+    """
+    commanders = commanders or {}
     names = list(dashboards)
     raws = {name: dash.target.raw_clients() for name, dash in dashboards.items()}
     state: dict[tuple[str, str], dict[str, Any]] = {}
@@ -82,7 +98,8 @@ def measure_pages(dashboards: dict[str, Dashboard], scenarios: list[Scenario],
         for name, dash in dashboards.items():
             state[scenario.name, name] = {
                 "page": [], "floor": [], "trips": [], "commands": [], "calls": None,
-                "spent": 0.0, "facts": {}, "prepared": scenario.prepare(dash, dataset)}
+                "spent": 0.0, "facts": {}, "prepared": scenario.prepare(dash, dataset),
+                "rc": [], "rc_first": [], "rc_commands": None, "rc_facts": None}
     try:
         for run in range(runs):
             order = names if run % 2 == 0 else names[::-1]
@@ -110,9 +127,22 @@ def measure_pages(dashboards: dict[str, Dashboard], scenarios: list[Scenario],
                         gc.collect()
                         st["floor"].append(timed_replay(raws[name], st["calls"]))
                     st["spent"] += seconds + st["floor"][-1]
+                    rc_text = ""
+                    rc = commanders.get(name)
+                    if rc is not None and scenario.commander is not None:
+                        rc.reset_stats()
+                        gc.collect()
+                        rc_started = time.perf_counter()
+                        st["rc_facts"] = scenario.commander(rc, dataset)
+                        st["rc"].append(time.perf_counter() - rc_started)
+                        if st["rc_facts"].get("calls"):  # the tree: its first call alone too
+                            st["rc_first"].append(st["rc_facts"]["calls"][0]["seconds"])
+                        st["rc_commands"] = rc.commands()
+                        st["spent"] += st["rc"][-1]
+                        rc_text = f"  Redis Commander {st['rc'][-1] * 1000:9.1f} ms"
                     log(f"  run {run + 1}/{runs} {scenario.name:14} {name:9} page "
                         f"{seconds * 1000:9.1f} ms  floor {st['floor'][-1] * 1000:9.1f} ms  "
-                        f"{recording.round_trips} round trips")
+                        f"{recording.round_trips} round trips{rc_text}")
     finally:
         for raw in raws.values():
             raw.close()
@@ -129,6 +159,14 @@ def measure_pages(dashboards: dict[str, Dashboard], scenarios: list[Scenario],
                 "round_trips_min": min(trips), "round_trips_max": max(trips),
                 "commands": st["commands"][-1], "facts": st["facts"],
             }
+            if st["rc"]:
+                rc_stats = report.stats(st["rc"])
+                cells[name]["redis_commander"] = {
+                    "time": rc_stats, "time_s": st["rc"], "store_commands": st["rc_commands"],
+                    "facts": st["rc_facts"], "first_call": report.stats(st["rc_first"]),
+                    # the dashboard's page time over Redis Commander's (medians)
+                    "ratio": cells[name]["page"]["median"] / rc_stats["median"],
+                }
         figures[scenario.name] = {"kind": "page", "title": scenario.title, "targets": cells}
     return figures
 
@@ -205,12 +243,16 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {target.label}: {target.details['keys_written']:,} keys in "
                 f"{target.seed_seconds:.1f} s")
         scenarios = [s for s in SCENARIOS if s.name in only]
+        commanders: dict[str, commander.Commander] = {}
+        if args.redis_commander and any(s.commander for s in scenarios):
+            commanders, results["meta"]["redis_commander"] = commander.start_all(stack, started, log)
         if scenarios:
             log("pages (page vs raw floor):")
             dashboards = {t.name: Dashboard(t) for t in started}
             for dash in dashboards.values():
                 stack.callback(dash.close)
-            results["figures"].update(measure_pages(dashboards, scenarios, dataset, args.runs))
+            results["figures"].update(measure_pages(dashboards, scenarios, dataset, args.runs,
+                                                    commanders))
         if "index_check" in only:
             log("index check (child processes):")
             results["figures"]["index_check"] = measure_index_check(started, dataset, args.runs)

@@ -131,6 +131,8 @@ class Scenario:
     run: Callable[[Dashboard, Dataset, Any], dict[str, Any]]
     #: stop repeating once page + floor have taken this long (a 50 MB page takes a while)
     budget_s: float = 60.0
+    #: Redis Commander's equivalent (``commander.Commander``), timed beside the page
+    commander: Callable[[Any, Dataset], dict[str, Any]] | None = None
 
 
 def _nothing(_dash: Dashboard, _ds: Dataset) -> None:
@@ -202,10 +204,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("services_rows", "services page rows (`/services/summary` × each service)",
              _summary_urls, _services_rows),
     Scenario("browse_first", f"first browse page (`{BROWSE_PREFIX}`, 100 keys)", _nothing,
-             _browse_first),
+             _browse_first, commander=lambda rc, _ds: rc.browse(BROWSE_PREFIX)),
     Scenario("browse_all", f"all pages of a service (`{BROWSE_PREFIX}`, N/10 keys, 100 a page)",
              _nothing, _browse_all),
-    Scenario("key", "key page (`/key`, one order document)", _nothing, _key),
+    Scenario("key", "key page (`/key`, one order document)", _nothing, _key,
+             commander=lambda rc, ds: rc.key(ds.key())),
     Scenario("key_50mb", "key page of a 50 MB JSON value", _nothing, _big_key, budget_s=45.0),
     Scenario("mget_100", "mget 100 keys (htmx `POST /mget`, 10% missing)", _mget_input(100),
              _mget(100)),

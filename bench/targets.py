@@ -3,7 +3,11 @@
 - ``devstore``: ``dashboard.devstore`` (ToskaStore main: range listing, metadata, mget) in
   its own process (``devstore_child``), so its CPU is not this process's GIL;
 - ``redis``: a real ``redis-server`` (``tests/support/redis_server.py``), seeded with
-  pipelined ``SET ... PX``.
+  pipelined ``SET ... PX``;
+- ``redis-cluster``: a real 3-primary Redis Cluster (``tests/support/redis_cluster.py``,
+  as the cluster tests start it), seeded through redis-py's cluster pipeline (each key
+  routed to the primary of its slot); the dashboard names every node in its connection
+  string, as an operator would.
 
 Each ``Target`` builds the provider the dashboard would build from its settings
 (``dashboard.providers.make_provider``: the same timeouts and batch sizes), the raw clients
@@ -46,6 +50,8 @@ class Target:
     env: dict[str, str]
     seed_seconds: float
     redis_address: tuple[str, int] | None = None
+    #: a Redis Cluster's nodes (the floor's cluster client starts from them)
+    redis_cluster: list[tuple[str, int]] | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def settings(self):
@@ -58,7 +64,13 @@ class Target:
 
     def raw_clients(self) -> RawClients:
         host, port = self.redis_address or (None, None)
-        return RawClients(redis_host=host, redis_port=port)
+        return RawClients(redis_host=host, redis_port=port, redis_cluster=self.redis_cluster)
+
+    @property
+    def store_pids(self) -> list[int]:
+        """The store's processes (a cluster has one per node), for their CPU time."""
+        return list(self.details.get("pids") or ([self.details["pid"]] if self.details.get("pid")
+                                                 else []))
 
 
 def start_devstore_target(stack: ExitStack, dataset_keys: int, big_bytes: int) -> Callable[[], Target]:
@@ -100,6 +112,19 @@ def start_devstore_target(stack: ExitStack, dataset_keys: int, big_bytes: int) -
     return ready
 
 
+def _seed_pipelined(raw, dataset: data.Dataset) -> int:
+    """Write the dataset with pipelined ``SET ... PX`` (a cluster pipeline routes by slot)."""
+    written = 0
+    pipe = raw.pipeline(transaction=False)
+    for key, value, ttl in dataset.items():
+        pipe.set(key, value, px=ttl)
+        written += 1
+        if len(pipe) >= 5000:
+            pipe.execute()
+    pipe.execute()
+    return written
+
+
 def start_redis_target(stack: ExitStack, dataset: data.Dataset) -> Target:
     """A real redis-server on a free port, seeded with pipelined writes."""
     import redis
@@ -109,14 +134,7 @@ def start_redis_target(stack: ExitStack, dataset: data.Dataset) -> Target:
     started = time.perf_counter()
     server = stack.enter_context(RedisServer())
     raw = redis.Redis(host=server.host, port=server.port, socket_timeout=120)
-    written = 0
-    pipe = raw.pipeline(transaction=False)
-    for key, value, ttl in dataset.items():
-        pipe.set(key, value, px=ttl)
-        written += 1
-        if len(pipe) >= 5000:
-            pipe.execute()
-    pipe.execute()
+    written = _seed_pipelined(raw, dataset)
     version = raw.info("server").get("redis_version")
     raw.close()
     address = f"{server.host}:{server.port}"
@@ -132,34 +150,54 @@ def start_redis_target(stack: ExitStack, dataset: data.Dataset) -> Target:
     )
 
 
-# ----------------------------------------------------------------------------------------
-# HOOK: Redis Cluster target (not implemented; the provider's cluster support is being
-# added separately). To add it:
-#   1. start_redis_cluster_target(stack, dataset) -> Target: start the nodes on free
-#      127.0.0.1 ports (a tests/support cluster helper once it exists), seed with one
-#      pipeline per node (keys grouped by slot), and return a Target whose ``mesh`` /
-#      ``env`` name the cluster as the provider's settings will spell it;
-#   2. meter.instrument(): meter each node's connection pool (see the HOOK there);
-#   3. floor.RawClients: a redis.cluster.RedisCluster client for the replay;
-#   4. list it in TARGETS below (the scenarios, the table and the load need nothing else).
-# ----------------------------------------------------------------------------------------
+def start_redis_cluster_target(stack: ExitStack, dataset: data.Dataset) -> Target:
+    """A real 3-primary Redis Cluster on free ports, seeded through a cluster pipeline."""
+    from redis.cluster import ClusterNode, RedisCluster
 
+    from tests.support.redis_cluster import RedisClusterServers
+
+    started = time.perf_counter()
+    servers = stack.enter_context(RedisClusterServers())
+    raw = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in servers.endpoints],
+                       socket_timeout=120)
+    written = _seed_pipelined(raw, dataset)
+    version = raw.get_default_node().redis_connection.info("server").get("redis_version")
+    per_node = {}
+    for host, port in servers.endpoints:
+        with servers.node_client(port) as node:
+            per_node[f"{host}:{port}"] = node.dbsize()
+    raw.close()
+    address = servers.connection_string
+    return Target(
+        name="redis-cluster", label=f"Redis Cluster {version} (3 primaries)",
+        mesh={"Provider": "Redis", "Redis": {"ConnectionString": address}},
+        env={"Mesh__KeyValue__Provider": "Redis",
+             "Mesh__KeyValue__Redis__ConnectionString": address},
+        seed_seconds=time.perf_counter() - started,
+        redis_cluster=list(servers.endpoints),
+        details={"address": address, "keys_written": written, "version": version,
+                 "keys_per_node": per_node,
+                 "pids": [servers._processes[port].pid for port in servers.ports]},
+    )
+
+
+#: the default targets (``--targets``); ``redis-cluster`` is asked for by name
 TARGETS = ("devstore", "redis")
-FUTURE_TARGETS = ("redis-cluster",)
+ALL_TARGETS = ("devstore", "redis", "redis-cluster")
 
 
 def start_targets(stack: ExitStack, names: tuple[str, ...], dataset: data.Dataset) -> list[Target]:
     """Start and seed the named targets (the dev store seeds itself meanwhile)."""
     for name in names:
-        if name in FUTURE_TARGETS:
-            raise SystemExit(f"target {name!r} is not implemented yet (see the HOOK in bench/targets.py)")
-        if name not in TARGETS:
-            raise SystemExit(f"unknown target {name!r}; choose from {', '.join(TARGETS)}")
+        if name not in ALL_TARGETS:
+            raise SystemExit(f"unknown target {name!r}; choose from {', '.join(ALL_TARGETS)}")
     devstore_ready = (start_devstore_target(stack, dataset.keys, dataset.big_bytes)
                       if "devstore" in names else None)
     targets: dict[str, Target] = {}
     if "redis" in names:
         targets["redis"] = start_redis_target(stack, dataset)
+    if "redis-cluster" in names:
+        targets["redis-cluster"] = start_redis_cluster_target(stack, dataset)
     if devstore_ready is not None:
         targets["devstore"] = devstore_ready()
     return [targets[name] for name in names]

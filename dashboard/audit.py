@@ -222,6 +222,7 @@ _MESSAGES = {
     "create": "create: %s created %r",
     "edit": "edit: %s wrote %r",
     "delete": "delete: %s deleted %r",
+    "import": "import: %s imported %r",
 }
 
 

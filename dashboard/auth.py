@@ -156,6 +156,36 @@ def _throttle_logins(app: Flask) -> None:
                          deduct_when=_failed_login, on_breach=_too_many_failures)(view)
     app.view_functions["auth.login"] = view
     app.extensions["login_limiter"] = limiter
+    _limit_only_on(app, limiter, frozenset({"auth.login"}))
+
+
+def _limit_only_on(app: Flask, limiter: Limiter, endpoints: frozenset[str]) -> None:
+    """Run the limiter's request hooks on ``endpoints`` only (the ones it has limits for).
+
+    flask-limiter checks every request of the app before and after it is answered, although
+    only the login has limits: ~0.1 ms of every page. Left as they are when default or
+    application-wide limits are configured (they apply to every endpoint).
+    """
+    manager = limiter.limit_manager
+    if manager.default_limits or manager.application_limits:
+        return
+
+    def gated(hook: Callable[..., Any], skipped: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(hook)
+        def run(*args: Any) -> Any:
+            return hook(*args) if request.endpoint in endpoints else skipped(*args)
+
+        return run
+
+    def ours(hook: Any) -> bool:
+        return (getattr(hook, "__self__", None) is limiter
+                or getattr(hook, "args", None) == (limiter,))  # after_request: a partial
+
+    for hooks, skipped in ((app.before_request_funcs, lambda *_: None),
+                           (app.after_request_funcs, lambda response: response),
+                           (app.teardown_request_funcs, lambda *_: None)):
+        funcs = hooks.get(None, [])
+        funcs[:] = [gated(f, skipped) if ours(f) else f for f in funcs]
 
 
 def _failed_login(response: Response) -> bool:

@@ -12,45 +12,20 @@ import getpass
 import json
 import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .cli_common import (
+    EXIT_ERROR,
+    PROG,
+    Command,
+    CommandError,
+    actor,
+    ask,
+    print_list,
+    settings_from,
+)
 from .config import APPSETTINGS_ENV, ConfigError, Settings, load_settings
 from .providers.errors import ProviderError
-
-PROG = "toska-kv"
-#: exit status for configuration, store and usage errors (argparse uses 2 as well)
-EXIT_ERROR = 2
-
-
-class CommandError(Exception):
-    """A failure the command reports as one line, with an exit status."""
-
-    def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Command:
-    """A subcommand: its help line, how to add its arguments, and what runs it."""
-
-    help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from ``--config`` (else ``$DASHBOARD_APPSETTINGS``) and the environment.
-
-    Warnings (e.g. an unknown provider name, read as Redis like the mesh does) go to stderr.
-    """
-    settings = load_settings(getattr(args, "config", None))
-    for warning in settings.warnings:
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
-    return settings
-
 
 # --------------------------------------------------------------------------- devstore
 
@@ -187,11 +162,32 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
 
 
+def _check_port(host: str, port: int) -> None:
+    """One line, not werkzeug's two and exit 1, when the port is taken (or not this host's)."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                               "(another program uses it? choose --port)") from None
+
+
 def _serve_app(app, host: str, port: int, banner: list[str]) -> None:
     """Serve with werkzeug's threaded server: for a laptop or a port-forward, not the image."""
     from werkzeug.serving import make_server
 
-    server = make_server(host, port, app, threaded=True)
+    _check_port(host, port)
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except (OSError, SystemExit) as exc:  # werkzeug exits on a port taken since the check
+        reason = getattr(exc, "strerror", None) or "address already in use"
+        raise CommandError(f"cannot listen on {host}:{port}: {reason} (--host, --port)") from None
     base = app.config["KV_SETTINGS"].dashboard.path_base
     print(f"ToskaMesh KV dashboard on http://{host}:{server.server_port}{base}/", flush=True)
     for line in banner:
@@ -204,8 +200,11 @@ def _serve_app(app, host: str, port: int, banner: list[str]) -> None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     from . import create_app
+    from .startup import refuse_broken_setup
 
-    app = create_app({"KV_SETTINGS": settings_from(args)})
+    settings = settings_from(args)
+    refuse_broken_setup(settings)  # nobody could log in: one line naming the setting
+    app = create_app({"KV_SETTINGS": settings})
     _serve_app(app, args.host, args.port, [f"store: {app.extensions['kv_provider'].name}"])
     return 0
 
@@ -243,6 +242,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         _serve_app(app, args.host, args.port, [
             f"demo store: {running.url} ({report.summary()})",
             "log in as demo / demo (editor) or viewer / viewer (read-only); Ctrl-C stops",
+            f"the CLI on this store: Mesh__KeyValue__Provider=ToskaStore "
+            f"Mesh__KeyValue__ToskaStore__BaseUrl={running.url} toska-kv check-index",
         ])
     finally:
         running.stop()
@@ -415,26 +416,16 @@ def default_backup_path(service, when: datetime | None = None) -> str:
     return f"./{stem}.{when:%Y%m%dT%H%M%SZ}.json"
 
 
-def _print_keys(verb: str, sign: str, keys: list[str], out) -> None:
-    print(f"{verb} {len(keys)} key(s)" + (":" if keys else "."), file=out)
-    for key in keys[:SHOWN_KEYS]:
-        print(f"  {sign} {key}", file=out)
-    if len(keys) > SHOWN_KEYS:
-        print(f"  ... and {len(keys) - SHOWN_KEYS} more", file=out)
-
 
 def _print_plan(plan, out) -> None:
     r = plan.report
     print(f"Repair {r.service.index_full_key} ({plan.action}): indexed {r.indexed}, live {r.live}, "
           f"stale {len(r.stale)}, unindexed {len(r.unindexed)}, duplicates {len(r.duplicates)}"
           + (f"; malformed: {r.malformed}" if r.malformed else ""), file=out)
-    _print_keys("Adds", "+", plan.add, out)
-    _print_keys("Removes" if plan.action != "dedupe" else "De-duplicates", "-", plan.remove, out)
+    print_list("Adds", plan.add, out, sign="+")
+    print_list("Removes" if plan.action != "dedupe" else "De-duplicates", plan.remove, out,
+               sign="-")
 
-
-def _ask(question: str, out) -> str:
-    print(question, end=" ", file=out, flush=True)
-    return sys.stdin.readline().strip()
 
 
 def _confirm(args: argparse.Namespace, plan, atomic: bool, out) -> None:
@@ -448,14 +439,14 @@ def _confirm(args: argparse.Namespace, plan, atomic: bool, out) -> None:
     if not sys.stdin.isatty():
         needed = "--yes" if atomic else "--yes --i-understand-concurrent-writers"
         raise CommandError(f"not repairing: stdin is not a terminal to confirm on; pass {needed}")
-    if not args.yes and _ask("Apply this repair? [y/N]", out).lower() not in ("y", "yes"):
+    if not args.yes and ask("Apply this repair? [y/N]", out).lower() not in ("y", "yes"):
         raise CommandError("aborted: the index was not changed", EXIT_DRIFT)
     if not atomic:
         print("WARNING: this store ignores conditional writes (ToskaStore 0.8 and v0.9.1), so it "
               "cannot detect concurrent writers: a mesh service updating the index during the "
               "repair may lose its update.", file=out)
         prefix = plan.report.service.prefix
-        if _ask(f"Type the service prefix {prefix!r} to repair anyway:", out) != prefix:
+        if ask(f"Type the service prefix {prefix!r} to repair anyway:", out) != prefix:
             raise CommandError("aborted: the index was not changed", EXIT_DRIFT)
 
 
@@ -507,7 +498,7 @@ def _run_repair_index(args: argparse.Namespace) -> int:
                 ) from None
             summary["backup"] = backup
 
-        result = mesh.apply_repair(provider, plan, actor=_actor(), before_write=save_backup)
+        result = mesh.apply_repair(provider, plan, actor=actor(), before_write=save_backup)
     finally:
         provider.close()
         audit.removeHandler(handler)
@@ -527,12 +518,6 @@ def _run_repair_index(args: argparse.Namespace) -> int:
         return EXIT_DRIFT
     return 0
 
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no user name in a bare container
-        return "cli"
 
 
 # --------------------------------------------------------------------------- parser
@@ -566,6 +551,11 @@ COMMANDS: dict[str, Command] = {
         _configure_repair_index, _run_repair_index,
     ),
 }
+
+
+from .cli_transfer import SUBCOMMANDS as _TRANSFER  # noqa: E402 - export, import
+
+COMMANDS.update({name: Command(*spec) for name, spec in _TRANSFER.items()})
 
 
 def build_parser() -> argparse.ArgumentParser:

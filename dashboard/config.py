@@ -162,6 +162,15 @@ class DashboardSettings:
     #: the audit trail keeps this many newest entries
     audit_max_entries: int = 10000
 
+    # --- export and import (Dashboard:MaxImportBytes; see transfer/) ---------------------
+    #: the largest file an import takes (it is kept whole between the plan and the confirm)
+    max_import_bytes: int = 16 * 1024 * 1024
+
+    # --- live view (Dashboard:MaxLiveStreams; see live.py) --------------------------------
+    #: live pages (SSE streams) one process serves at once; each holds a worker thread, so
+    #: keep it below gunicorn's --threads (0 turns the live view off)
+    max_live_streams: int = 20
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -266,6 +275,8 @@ class Settings:
                 "LogFormat": db.log_format,
                 "AuditValues": db.audit_values,
                 "AuditMaxEntries": db.audit_max_entries,
+                "MaxImportBytes": db.max_import_bytes,
+                "MaxLiveStreams": db.max_live_streams,
             },
         }
 
@@ -601,6 +612,12 @@ def load_settings(
     dashboard = replace(dashboard, **_trusted_auth(reader, dashboard.forwarded_proxies, warnings))
     # --- observability: metrics, structured logs, audit trail ---------------------------
     dashboard = replace(dashboard, **_observability(reader))
+    # --- export and import --------------------------------------------------------------
+    dashboard = replace(dashboard, max_import_bytes=reader.integer(
+        (*DB, "MaxImportBytes"), DashboardSettings.max_import_bytes, minimum=1024))
+    # --- live view ----------------------------------------------------------------------
+    dashboard = replace(dashboard, max_live_streams=reader.integer(
+        (*DB, "MaxLiveStreams"), DashboardSettings.max_live_streams, minimum=0))
     return Settings(
         provider=provider,
         toskastore=toskastore,

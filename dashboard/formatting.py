@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
 
+from jinja2 import pass_environment
 from markupsafe import Markup, escape
 
 from .providers.base import Entry
@@ -183,7 +186,22 @@ def preview(entry: Entry, limit: int = 120) -> Markup:
         length = f" ({entry.length} items)" if entry.length is not None else ""
         return escape(f"[{entry.type}{length}]")
     # only the start of a big value is looked at: a preview never walks a whole value
-    flat = _PREVIEW_SPACE.sub(" ", _text(entry.value)[: limit * 8]).strip(" ")
+    text = _text(entry.value)
+    head = text[: limit * 2]
+    if head.isascii() and head.isprintable() and "  " not in head:
+        # the common value: printable ASCII (no TAB/LF/CR/FF/VT, no control or invisible
+        # character) with single spaces: nothing to collapse, nothing to show as an escape
+        flat = head.strip(" ")
+        if len(flat) > limit:
+            return escape(flat[: limit - 1] + "…")
+        if len(text) <= limit * 2:
+            return escape(flat)
+    flat = _PREVIEW_SPACE.sub(" ", head).strip(" ")
+    if len(flat) <= limit and len(text) > limit * 2:
+        # whitespace shrank the first part to a preview or less: look further. Otherwise
+        # this is what the longer look gives: collapsing a longer start only adds text
+        # after the part already enough for a preview.
+        flat = _PREVIEW_SPACE.sub(" ", text[: limit * 8]).strip(" ")
     cut = flat if len(flat) <= limit else flat[: limit - 1] + "…"
     return _visible(cut, _VALUE_SPECIAL)
 
@@ -196,10 +214,201 @@ def pretty_content(content) -> str:
         return repr(content)
 
 
+# --- table rows in one call ------------------------------------------------------------
+#
+# A browse page has up to 500 rows and a bulk lookup 10,000: the filters above, called from
+# a Jinja loop, cost ~40 µs a row in lookups, Markup objects and escapes. These render the
+# same rows in one Python call per table, byte for byte what the loops in
+# ``keys/_rows.html`` and ``mget/_results.html`` rendered (tests/test_escaping_matrix.py,
+# test_display_*.py): every piece from the store is HTML-escaped (a key once, shared by its
+# ``data-key`` and its shown form when it holds nothing ``show_key`` marks), text that
+# Jinja's ``finalize`` would change (surrogate-escaped keys) goes through ``finalize``, and
+# only what this module computed itself from numbers (TTLs, sizes) is left unescaped.
+
+#: keys made only of characters ``key_url`` leaves as they are (``quote_plus`` never quotes
+#: letters, digits, ``_.-~`` and ``keys._QUERY_SAFE``): such a key's link is the link of
+#: the key "" followed by the key itself. Built on first use from ``_QUERY_SAFE``.
+_url_plain: re.Pattern[str] | None = None
+
+
+def _key_links() -> tuple[Callable[[str], str], str, re.Pattern[str]]:
+    """``keys.key_url``, its link for the key "" and the pattern of keys it leaves alone."""
+    global _url_plain
+    from .views.keys import _QUERY_SAFE, key_url  # the views import this module
+
+    if _url_plain is None:
+        _url_plain = re.compile("[A-Za-z0-9_.~" + re.escape(_QUERY_SAFE) + "-]+")
+    return key_url, key_url(""), _url_plain
+
+
+def _key_cells(key: str, finalize: Callable[[Any], Any] | None,
+               url_of: Callable[[str], str], url_plain: re.Pattern[str], url_prefix_html: str,
+               ) -> tuple[str, str, str]:
+    """(escaped ``data-key`` value, escaped link, ``show_key_wrap`` markup) of one key."""
+    if type(key) is str and _KEY_SPECIAL.search(key) is None:
+        # the common key: nothing to mark, no surrogates, so finalize leaves it alone and
+        # its escaped text serves the attribute, the link and the shown form alike (a
+        # Markup key, which Jinja would not escape in the attribute, takes the long way)
+        text = str.__str__(escape(key))
+        # a plain key's link is the prefix and the key (escaping goes character by character)
+        link = (url_prefix_html + text if url_plain.fullmatch(key)
+                else str.__str__(escape(url_of(key))))
+        # a long key wraps after its ``:`` and ``/`` (escaping leaves both as they are)
+        wrapped = text.replace(":", ":<wbr>").replace("/", "/<wbr>")
+        return text, link, '<bdi class="show-key" dir="ltr">' + wrapped + "</bdi>"
+    shown = key if finalize is None else finalize(key)
+    return (str.__str__(escape(shown)), str.__str__(escape(url_of(key))),
+            str.__str__(show_key_wrap(key)))
+
+
+def _size_cell(entry: Entry, finalize: Callable[[Any], Any] | None) -> str:
+    if entry.value is not None:
+        return human_size(entry.size)
+    return str.__str__(escape(entry.type if finalize is None else finalize(entry.type)))
+
+
+@pass_environment
+def key_rows(env, entries: Iterable[Entry]) -> Markup:
+    """The ``<tr data-testid="key-row">`` rows of a browse page (``keys/_rows.html``)."""
+    url_of, url_prefix, url_plain = _key_links()
+    url_prefix_html = str.__str__(escape(url_prefix))
+    finalize = env.finalize
+    parts: list[str] = []
+    append = parts.append
+    for entry in entries:
+        data_key, link, shown = _key_cells(entry.key, finalize, url_of, url_plain,
+                                           url_prefix_html)
+        append('\n<tr data-testid="key-row" data-key="' + data_key + '">\n'
+               '  <td class="key"><a href="' + link + '">' + shown + "</a></td>\n"
+               '  <td class="preview"><code>' + str.__str__(preview(entry)) + "</code></td>\n"
+               '  <td class="ttl" data-ttl-ms="' + ttl_attr(entry) + '">' + ttl_label(entry)
+               + "</td>\n"
+               '  <td class="size">' + _size_cell(entry, finalize) + "</td>\n</tr>\n")
+    return Markup("".join(parts))
+
+
+@pass_environment
+def mget_rows(env, rows: Iterable[tuple[str, Entry | None]]) -> Markup:
+    """The ``<tr data-testid="mget-row">`` rows of a bulk lookup (``mget/_results.html``)."""
+    url_of, url_prefix, url_plain = _key_links()
+    url_prefix_html = str.__str__(escape(url_prefix))
+    finalize = env.finalize
+    parts: list[str] = []
+    append = parts.append
+    for key, entry in rows:
+        data_key, link, shown = _key_cells(key, finalize, url_of, url_plain, url_prefix_html)
+        if entry is None:
+            append('\n    <tr data-testid="mget-row" data-key="' + data_key
+                   + '" data-found="false">\n'
+                   '      <td class="key"><a href="' + link + '">' + shown + "</a></td>\n"
+                   '      <td class="found"><span class="badge warn">missing</span></td>\n'
+                   '      <td class="preview"></td><td class="ttl">—</td><td class="size"></td>\n'
+                   "    </tr>")
+            continue
+        if entry.ttl_known:
+            ttl = ('<td class="ttl" data-ttl-ms="' + ttl_attr(entry) + '">' + ttl_label(entry)
+                   + "</td>\n      ")
+        else:
+            ttl = ('<td class="ttl" data-ttl-ms="unknown" title="this store reports no TTLs in '
+                   'bulk lookups">—</td>')
+        append('\n    <tr data-testid="mget-row" data-key="' + data_key + '" data-found="true">\n'
+               '      <td class="key"><a href="' + link + '">' + shown + "</a></td>\n"
+               '      <td class="found"><span class="badge">found</span></td>\n'
+               '      <td class="preview"><code>' + str.__str__(preview(entry)) + "</code></td>\n"
+               "      " + ttl + "\n"
+               '      <td class="size">' + _size_cell(entry, finalize) + "</td>\n    </tr>")
+    return Markup("".join(parts))
+
+
+# --- links in templates -----------------------------------------------------------------
+#
+# Every page builds a dozen links that never change (the navigation, static files) and
+# some twice (a key page's download link): werkzeug's URL building costs ~10 µs each.
+
+#: links without values remembered across requests, per URL adapter binding; bounded
+_STATIC_LINKS_MAX = 512
+
+
+def _template_url_for(app) -> Callable[..., str]:
+    """``url_for`` for templates: ``app.url_for``, with what cannot change remembered.
+
+    A link without values (``url_for('services.index')``, and ``static`` with only a
+    ``filename``) depends only on the endpoint and on how the request's URL adapter is
+    bound (script root, server name, subdomain, scheme): it is remembered across requests
+    under exactly those. Any other link is remembered for the rest of its request only
+    (same endpoint and values, in the same order). Relative endpoints (``.x``), URL
+    defaults and anything unhashable take ``app.url_for`` every time.
+    """
+    build = app.url_for
+    try:
+        from flask.globals import _cv_request
+    except ImportError:  # pragma: no cover - another Flask: no shortcut
+        return build
+    lasting: dict[tuple, str] = {}
+
+    def url_for(endpoint: str, /, **values: Any) -> str:
+        ctx = _cv_request.get(None)
+        if ctx is None or ctx.url_adapter is None or endpoint[:1] == "." or (
+                app.url_default_functions):
+            return build(endpoint, **values)
+        if not values or (endpoint == "static" and len(values) == 1
+                          and type(values.get("filename")) is str):
+            adapter = ctx.url_adapter
+            key = (endpoint, values.get("filename"), adapter.script_name, adapter.server_name,
+                   adapter.subdomain, adapter.url_scheme)
+            url = lasting.get(key)
+            if url is None:
+                url = build(endpoint, **values)
+                if len(lasting) >= _STATIC_LINKS_MAX:
+                    lasting.clear()
+                lasting[key] = url
+            return url
+        try:
+            key = (endpoint, tuple(values.items()))
+            memo = ctx.__dict__.setdefault("_kv_links", {})
+            url = memo.get(key)
+        except TypeError:  # an unhashable value
+            return build(endpoint, **values)
+        if url is None:
+            url = memo[key] = build(endpoint, **values)
+        return url
+
+    return url_for
+
+
 def register(app) -> None:
+    app.jinja_env.globals["url_for"] = _template_url_for(app)
     app.jinja_env.filters.update(
         ttl_attr=ttl_attr, ttl_label=ttl_label, utc_time=utc_time, human_size=human_size,
         preview=preview, human_duration=human_duration, pretty_content=pretty_content,
-        show_key=show_key, show_value=show_value,
+        show_key=show_key, show_value=show_value, key_rows=key_rows, mget_rows=mget_rows,
     )
     app.jinja_env.tests["hiding_characters"] = has_hidden_characters
+
+
+# --- search results and long keys --------------------------------------------------------
+
+_WRAP_AFTER = re.compile(r"(?<=[:/])")
+
+
+def show_key_wrap(value: object) -> Markup:
+    """``show_key`` with a line-break opportunity (``<wbr>``) after every ``:`` and ``/``.
+
+    A long key then wraps at its segment boundaries, not mid-word; each part is escaped
+    and shown exactly as ``show_key`` shows it.
+    """
+    parts = _WRAP_AFTER.split(_text(value))
+    inner = "<wbr>".join(str.__str__(_visible(part, _KEY_SPECIAL)) for part in parts)
+    return Markup('<bdi class="show-key" dir="ltr">' + inner + "</bdi>")
+
+
+def hit_excerpt(hit) -> Markup:
+    """A value search hit on one line: the text around the match, the match in ``<mark>``.
+
+    Every part is escaped with hidden characters shown as escapes, as in ``preview``.
+    """
+    before, match, after = (
+        _visible(_PREVIEW_SPACE.sub(" ", _text(part)), _VALUE_SPECIAL)
+        for part in (hit.before, hit.match, hit.after))
+    return Markup("").join([before, Markup('<mark data-testid="hit-mark">'), match,
+                            Markup("</mark>"), after])

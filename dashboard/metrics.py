@@ -86,6 +86,27 @@ class Metrics:
         self.login_failures = Counter(
             "kvdash_login_failures", "Failed logins: invalid (wrong name or password) or "
             "throttled (refused after too many failures)", ["reason"], registry=r)
+        #: label children by label values: ``labels()`` takes a lock and builds a key per call
+        self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._store_children: dict[str, tuple[Any, Any]] = {}
+
+    def request_children(self, endpoint: str, method: str, status: str) -> tuple[Any, Any]:
+        """(requests counter, latency histogram) of one endpoint, method and status class."""
+        key = (endpoint, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(endpoint, method, status),
+                self.request_seconds.labels(endpoint, method, status))
+        return children
+
+    def store_children(self, operation: str) -> tuple[Any, Any]:
+        """(calls counter, latency histogram) of one provider operation."""
+        children = self._store_children.get(operation)
+        if children is None:
+            children = self._store_children[operation] = (
+                self.store_calls.labels(operation), self.store_seconds.labels(operation))
+        return children
 
     def exposition(self) -> bytes:
         """The text a scrape gets: this app's registry, or every worker's files."""
@@ -139,7 +160,8 @@ class MeteredProvider(KeyValueProvider):
 
     def _call(self, operation: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         metrics = self._metrics
-        metrics.store_calls.labels(operation).inc()
+        calls, seconds = metrics.store_children(operation)
+        calls.inc()
         started = time.perf_counter()
         try:
             return call(*args, **kwargs)
@@ -150,7 +172,7 @@ class MeteredProvider(KeyValueProvider):
             metrics.store_errors.labels(operation, "exception").inc()
             raise
         finally:
-            metrics.store_seconds.labels(operation).observe(time.perf_counter() - started)
+            seconds.observe(time.perf_counter() - started)
 
     def capabilities(self):
         # asked on most pages and cached by the provider: not a store call worth counting
@@ -210,6 +232,26 @@ class MeteredProvider(KeyValueProvider):
     def close(self) -> None:
         self._inner.close()
 
+    def dump(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100):
+        return self._call("dump", self._inner.dump, prefix, cursor=cursor, limit=limit)
+
+    def restore(self, item, **kwargs: Any):
+        return self._call("restore", self._inner.restore, item, **kwargs)
+
+    def scan_matching(self, prefix: str = "", pattern: str = "*", **kwargs: Any):
+        return self._call("scan_matching", self._inner.scan_matching, prefix, pattern, **kwargs)
+
+    def search_values(self, prefix: str = "", query: str = "", **kwargs: Any):
+        return self._call("search_values", self._inner.search_values, prefix, query, **kwargs)
+
+    def watch_unavailable_reason(self):
+        # answered from what detection found: not a store call worth counting
+        return self._inner.watch_unavailable_reason()
+
+    def watch(self, prefix: str, since_revision: int | None = None):
+        # counts opening the stream; the events it then carries are not calls
+        return self._call("watch", self._inner.watch, prefix, since_revision)
+
 
 # --------------------------------------------------------------------------- requests
 
@@ -228,10 +270,10 @@ def _on_request_finished(app: Flask, response: Response, **_: Any) -> None:
     endpoint = request.endpoint or "unmatched"
     method = request.method if request.method in _METHODS else "other"
     status = _status_class(response.status_code)
-    metrics.requests.labels(endpoint, method, status).inc()
+    requests, seconds = metrics.request_children(endpoint, method, status)
+    requests.inc()
     if started is not None:
-        metrics.request_seconds.labels(endpoint, method, status).observe(
-            time.perf_counter() - started)
+        seconds.observe(time.perf_counter() - started)
     if endpoint == "auth.login" and request.method == "POST":
         if response.status_code == 401:
             metrics.login_failures.labels("invalid").inc()

@@ -27,6 +27,13 @@
     }
   });
 
+  // An empty key pattern is no pattern: keep "match=" out of the URL the filter pushes.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var params = event.detail.parameters;
+    var form = event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("form.filter");
+    if (form && params && params.match === "") { delete params.match; }
+  });
+
   // Typing a TTL means "set a TTL": select that choice so it is not silently ignored.
   document.addEventListener("input", function (event) {
     if (event.target.name === "ttl") {

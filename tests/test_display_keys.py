@@ -209,3 +209,23 @@ def test_services_and_index_pages_are_escaped(editor, store):
     plan = editor.get(f"/index/repair?service={quote(prefix)}&action=prune-stale")
     assert plan.status_code == 200
     assert_shown_safely(plan.get_data(as_text=True), "\\u202E")
+
+
+def test_browse_and_mget_rows_wrap_long_keys_at_colons_and_slashes():
+    """A long key breaks after its ':' and '/' (<wbr>), hidden characters still escaped."""
+    from dashboard.formatting import key_rows, mget_rows
+    from dashboard.providers.base import Entry
+
+    with start_backend("devstore") as backend:
+        app = make_app(backend.provider)
+        plain = "orders:2025/11:order-0001"
+        odd = "orders:a\u200bb/c"
+        entries = [Entry(key=plain, value="1", ttl_ms=None), Entry(key=odd, value="2", ttl_ms=None)]
+        with app.test_request_context("/browse"):
+            rows = str(key_rows(app.jinja_env, entries))
+            looked_up = str(mget_rows(app.jinja_env, [(plain, None)]))
+    assert ">orders:<wbr>2025/<wbr>11:<wbr>order-0001</bdi>" in rows
+    assert 'data-key="orders:2025/11:order-0001"' in rows  # the exact key stays exact
+    assert "orders:<wbr>a" in rows and "\\u200B" in rows and "\u200b" not in rows.split(
+        'data-key="orders:a\u200bb/c"', 1)[1]
+    assert ">orders:<wbr>2025/<wbr>11:<wbr>order-0001</bdi>" in looked_up

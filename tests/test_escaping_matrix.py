@@ -10,6 +10,7 @@ against the URL map: a new page needs a case here (or a reason it shows no store
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -27,7 +28,7 @@ from tests.support.routes import collected_routes, operator_client, store_snapsh
 from tests.support.webapp import make_app
 
 #: field -> its number inside the hostile text
-MARK = {"key": 1, "json": 2, "raw": 3, "service": 4, "stale": 5, "typed": 6}
+MARK = {"key": 1, "json": 2, "raw": 3, "service": 4, "stale": 5, "typed": 6, "query": 7}
 #: GET routes that show nothing from the store or from the request
 NO_HOSTILE_TEXT = {
     "static": "files from static/",
@@ -37,6 +38,10 @@ NO_HOSTILE_TEXT = {
     "keys.download": "the exact stored bytes as an octet-stream attachment (nosniff), not HTML",
     "metrics.metrics": "Prometheus text: endpoint names and counts, no keys or values",
     "services.root": "a redirect to /services",
+    "transfer.export": "a JSON Lines attachment of the exact values (nosniff), not HTML",
+    "keys.favicon": "a fixed SVG icon",
+    "live.stream": "an SSE stream (text/event-stream), not a page: its fragments are checked "
+                   "with hostile keys and values in tests/test_live.py",
 }
 
 
@@ -150,6 +155,32 @@ def finished_job_url(world: World, client) -> str:
     return target
 
 
+def match_continue_url(world: World, client) -> str:
+    """The htmx "continue" of a pattern search stopped after its first hit (the JSON key):
+    it goes on with the raw key."""
+    first = client.get(url("/browse", prefix=world.service, match="[jr]*", limit="1")).get_data(
+        as_text=True)
+    found = re.search(r'hx-get="([^"]+)"[^>]*data-testid="continue"', first)
+    assert found, "the pattern search offers no continue link"
+    return html.unescape(found.group(1))
+
+
+def search_continue_url(world: World, client) -> str:
+    """The htmx "continue" of a value search that stopped after one hit."""
+    from dashboard.views import search
+
+    saved = search.HIT_LIMIT
+    search.HIT_LIMIT = 1
+    try:
+        first = client.get(url("/search", prefix=world.service, q="alert")).get_data(
+            as_text=True)
+    finally:
+        search.HIT_LIMIT = saved
+    found = re.search(r'hx-get="([^"]+)"[^>]*data-testid="continue"', first)
+    assert found, "the value search offers no continue link"
+    return html.unescape(found.group(1))
+
+
 MGET_KEYS = lambda w: "\n".join([w.json_key, w.raw_key, w.missing_key])  # noqa: E731
 
 CASES = [
@@ -199,6 +230,16 @@ CASES = [
           lambda w, c: url("/index/repair", service=w.service, action="add-unindexed"),
           "service", "key"),
     _case("index-job", "index.job", finished_job_url, "service", "stale", "key"),
+    _case("import-form", "transfer.import_form", lambda w, c: "/import"),
+    # search: a hostile pattern and query are shown too (as the key's mark: they hold it)
+    _case("browse-match", "keys.browse",
+          lambda w, c: url("/browse", prefix=w.service, match="*" + hostile(MARK["key"])),
+          "key", "json", "raw", "service"),
+    _case("browse-match-continue", "keys.browse", match_continue_url, "key", "raw"),
+    _case("search-values-no-hit", "search.values",
+          lambda w, c: url("/search", prefix=w.service, q=hostile(MARK["query"]) + "#none"),
+          "service", "query"),
+    _case("live-feed", "live.feed", lambda w, c: url("/live", prefix=w.service), "service"),
 ]
 
 
@@ -272,7 +313,20 @@ def _mget_post(w: World):
     return "/mget", {"keys": MGET_KEYS(w)}, 200
 
 
+def _import_plan(w: World):
+    lines = [json.dumps({"key": k, "value": v, "ttl_ms": None}, ensure_ascii=False)
+             for k, v in ((w.json_key, json.dumps({"h": hostile(MARK["typed"])})),
+                          (w.service + "n" + hostile(MARK["key"]), hostile(MARK["typed"])))]
+    return "/import", {"text": "\n".join(lines), "mode": "overwrite"}, 200
+
+
+def _import_invalid(w: World):
+    return "/import", {"text": json.dumps({"key": hostile(MARK["key"]), "value": 1})}, 422
+
+
 POSTED = [
+    ("import-plan", _import_plan, {"key"}),
+    ("import-invalid", _import_invalid, set()),
     ("edit-review", _edit_review, {"key", "json", "typed"}),
     ("edit-conflict", _edit_conflict, {"key", "json", "typed"}),
     ("new-invalid-json", _new_invalid, {"key", "typed"}),
@@ -292,3 +346,39 @@ def test_posted_page_escapes_hostile_text(name, build, shows, htmx, editor, stor
     assert response.status_code == status, f"{name}: {response.status_code} {body[:300]}"
     assert_escaped(body, shows, f"{name} ({'htmx' if htmx else 'page'})")
     assert store_snapshot(store) == before, f"{name} wrote to the store"
+
+
+# --- value search hits: keys wrap at ':' and '/' (<wbr>), the match is <mark>ed ----------
+
+SEARCH_HITS = {
+    # "&amp;&" ends every hostile text: the excerpt holds the whole text before it
+    "hits": (lambda w, c: url("/search", prefix=w.service, q="&amp;&"),
+             {"key", "json", "raw", "service"}, 200),
+    "hits-regex-icase": (lambda w, c: url("/search", prefix=w.service, q=r"&AMP;&$",
+                                          regex="1", icase="1"), {"key", "raw"}, 200),
+    "continue": (search_continue_url, {"key"}, 200),
+    "bad-regex": (lambda w, c: url("/search", prefix=w.service, regex="1",
+                                   q="(" + hostile(MARK["query"])), set(), 400),
+}
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["page", "htmx"])
+@pytest.mark.parametrize("name", sorted(SEARCH_HITS))
+def test_value_search_escapes_hostile_text(name, htmx, editor, store, world):
+    build, shows, status = SEARCH_HITS[name]
+    target = build(world, editor)
+    before = store_snapshot(store)
+    response = editor.get(target, headers={"HX-Request": "true"} if htmx else {})
+    body = response.get_data(as_text=True)
+    where = f"search {name} ({'htmx' if htmx else 'page'}) GET {target}"
+    # an htmx answer is swapped in only with 200: the reason shows beside the form
+    assert response.status_code == (200 if htmx else status), f"{where}: {body[:300]}"
+    assert "<script" not in body.replace('<script src="/static/', ""), where
+    if name == "bad-regex":
+        assert 'data-testid="search-problem"' in body, where
+    else:
+        assert 'data-testid="hit-mark"' in body or name == "continue", where
+    # the line-break opportunities and the highlight are ours: the text around them is escaped
+    plain = re.sub(r"</?mark[^>]*>", "", body.replace("<wbr>", ""))
+    assert_escaped(plain, shows, where)
+    assert store_snapshot(store) == before, f"{where} wrote to the store"

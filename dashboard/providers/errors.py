@@ -136,3 +136,15 @@ class Unsupported(ProviderError):
 
     kind = "unsupported"
     http_status = 400
+
+
+class HistoryGone(ProviderError):
+    """A change stream cannot continue without a gap: events may have been missed.
+
+    ToskaStore answers 409 when ``since_revision`` is older than its retained history;
+    Redis keeps no history at all, so a dropped notification connection means the same.
+    Whoever shows the changes must say so and reload its state.
+    """
+
+    kind = "history-gone"
+    http_status = 409

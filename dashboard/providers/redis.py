@@ -25,6 +25,7 @@ A Redis Cluster has only database 0; another configured database is a clear erro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -57,6 +58,7 @@ _CAPABILITIES = Capabilities(
     listing="scan", ordered=False, versions=False, ttl_visible=True, atomic_cas=True,
     mget_ttl=True, non_string_types=True, watch=False,
 )
+_CAPABILITIES_WITH_WATCH = replace(_CAPABILITIES, watch=True)
 
 
 class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyValueProvider):
@@ -115,8 +117,14 @@ class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyV
     def capabilities(self) -> Capabilities:
         """SCAN listing (unordered), no versions, visible TTLs, WATCH-based CAS.
 
-        The same on a standalone server and on a cluster, so no detection is needed.
+        The same on a standalone server and on a cluster, so no detection is needed;
+        ``watch`` only where keyspace notifications are on (``redis_watch``, re-checked
+        every few seconds).
         """
+        from . import redis_watch
+
+        if redis_watch.unavailable_reason(self) is None:
+            return _CAPABILITIES_WITH_WATCH
         return _CAPABILITIES
 
     def list_keys(
@@ -293,3 +301,58 @@ class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyV
             raise errors.InvalidRequest(
                 f"the value for {key!r} is not valid text: {exc.reason}", store=self.name, key=key,
             ) from exc
+
+    # -- export and import: whole, exact values of every type (``redis_types``) -----------
+
+    def dump(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100):
+        """One SCAN page of whole entries: strings as bytes, collections whole."""
+        from . import redis_types
+
+        return redis_types.dump_page(self, prefix, cursor, limit)
+
+    def restore(self, item, *, ttl_ms: int | None = None, create_only: bool = False,
+                expected: str | None = None) -> Entry:
+        """Write a string's exact bytes or a whole hash, list, set, zset or stream."""
+        from . import redis_types
+
+        return redis_types.restore(self, item, ttl_ms=ttl_ms, create_only=create_only,
+                                   expected=expected)
+
+    # -- search: SCAN MATCH with the operator's glob (``redis_search``) --------------------
+
+    def scan_matching(
+        self, prefix: str = "", pattern: str = "*", *, cursor: str | None = None,
+        limit: int = 100, budget: int = 20_000, preview_bytes: int | None = None,
+    ):
+        """SCAN MATCH escaped-prefix + ``pattern``, about ``budget`` keys examined per step."""
+        from . import redis_search
+
+        return redis_search.scan_matching(self, prefix, pattern, cursor=cursor, limit=limit,
+                                          budget=budget, preview_bytes=preview_bytes)
+
+    # -- live changes: keyspace notifications (``redis_watch``) ----------------------------
+
+    def watch_unavailable_reason(self) -> str | None:
+        """Why this Redis cannot stream changes (notifications off, or not checkable)."""
+        from . import redis_watch
+
+        return redis_watch.unavailable_reason(self)
+
+    def watch(self, prefix: str, since_revision: int | None = None):
+        """Stream changes under ``prefix`` from keyspace notifications (every primary).
+
+        Redis keeps no history: ``since_revision`` cannot replay anything, so a stream
+        asked to resume starts with ``HistoryGone`` (events may have been missed).
+        ``Unsupported`` when notifications are off or could not be checked.
+        """
+        from . import redis_watch
+
+        reason = redis_watch.unavailable_reason(self)
+        if reason is not None:
+            raise errors.Unsupported(f"live view unavailable: {reason}", store=self.name)
+        stream = redis_watch.watch(self, prefix)
+        if since_revision is not None:
+            stream._emit(errors.HistoryGone(
+                "Redis keeps no history of changes: what happened while the stream was "
+                "closed cannot be replayed", store=self.name))
+        return stream

@@ -171,3 +171,43 @@ class ToskaStoreProvider(DetectionMixin, ListingMixin, OperationsMixin, KeyValue
     def close(self) -> None:
         """Close the pooled HTTP connections."""
         self._client.close()
+
+    # -- search: listings that arrive whole are searched once (``toskastore_search``) -----
+
+    def scan_matching(
+        self, prefix: str = "", pattern: str = "*", *, cursor: str | None = None,
+        limit: int = 100, budget: int = 20_000, preview_bytes: int | None = None,
+    ):
+        """Glob-filter the keys-only listing here; then ``mget`` the hits only."""
+        from . import toskastore_search
+
+        return toskastore_search.scan_matching(self, prefix, pattern, cursor=cursor,
+                                               limit=limit, budget=budget,
+                                               preview_bytes=preview_bytes)
+
+    def search_values(self, prefix: str = "", query: str = "", **options: Any):
+        """Values of the listing's keys, read in batches, searched here."""
+        from . import toskastore_search
+
+        return toskastore_search.search_values(self, prefix, query, **options)
+
+    # -- live changes: the change feed (``toskastore_watch``) --------------------------------
+
+    def watch_unavailable_reason(self) -> str | None:
+        """Why this server cannot stream changes (its release has no ``/kv/watch``); None if it can."""
+        server = self._detected()
+        return None if server.watch else (server.watch_note or "no change feed was found")
+
+    def watch(self, prefix: str, since_revision: int | None = None):
+        """Stream changes under ``prefix`` from ``GET /kv/watch`` (main-branch servers).
+
+        With ``since_revision``, first the retained changes after it (``HistoryGone`` when
+        the store no longer holds them). The stream reconnects by itself when the server
+        ends it, from the last revision it saw. ``Unsupported`` on a release without watch.
+        """
+        from . import toskastore_watch
+
+        reason = self.watch_unavailable_reason()
+        if reason is not None:
+            raise errors.Unsupported(f"live view unavailable: {reason}", store=self.name)
+        return toskastore_watch.watch(self, prefix, since_revision)

@@ -34,6 +34,10 @@ class _Server:
     conditions: bool | None = None
     #: ``POST /kv/txn`` answered with ``succeeded``
     transactions: bool | None = None
+    #: ``GET /kv/watch`` answered an event stream (``toskastore_watch.probe``)
+    watch: bool | None = None
+    #: why there is no change feed, for the live pages
+    watch_note: str = ""
 
 
 class DetectionMixin:
@@ -123,6 +127,9 @@ class DetectionMixin:
         if server.metadata is not False:
             # metadata seen, or nothing to read it from (an empty store): the probes say
             self._probe_writes(server)
+        from .toskastore_watch import probe
+
+        server.watch, server.watch_note = probe(self)  # one request, answered at once
         return server
 
     def _probe_writes(self, server: _Server) -> None:
@@ -170,7 +177,7 @@ class DetectionMixin:
         return Capabilities(
             listing=server.listing, ordered=True, versions=versions, ttl_visible=versions,
             atomic_cas=bool(server.conditions), mget_ttl=False, non_string_types=False,
-            watch=versions and server.listing == "range",
+            watch=bool(server.watch),
             transactions=bool(server.transactions), leases=versions and bool(server.conditions),
         )
 

@@ -15,7 +15,7 @@ def provider() -> KeyValueProvider:
 def register_blueprints(app: Flask) -> None:
     from .. import formatting, forms
     from ..auth import can_write
-    from . import edits, index, keys, mget, ops, services, store
+    from . import edits, index, keys, mget, ops, services, store, transfer
 
     formatting.register(app)
     app.jinja_env.filters["b64field"] = forms.encode
@@ -27,6 +27,16 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(mget.bp)
     app.register_blueprint(index.bp)
     app.register_blueprint(store.bp)
+    app.register_blueprint(transfer.bp)
+    from . import live as live_views
+
+    live_views.register(app)
+    from . import search
+
+    # key search lives in keys.browse (?match=); value search has its own page
+    app.register_blueprint(search.bp)
+    app.jinja_env.filters.update(show_key_wrap=formatting.show_key_wrap,
+                                 hit_excerpt=formatting.hit_excerpt)
 
     @app.context_processor
     def _globals():

@@ -10,12 +10,23 @@ import json
 import re
 from urllib.parse import quote_plus
 
-from flask import Blueprint, Response, abort, current_app, g, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 from flask_login import login_required
 
 from .. import mesh, meshjson
 from ..formatting import has_surrogates, pretty_content
 from ..htmx import is_htmx, render
+from ..providers import glob
 from ..providers.errors import NotFound
 from . import provider
 
@@ -25,6 +36,8 @@ PREVIEW_BYTES = 4096
 #: what werkzeug's URL building leaves unquoted in a query value
 _QUERY_SAFE = "!$'()*,/:;?@"
 PAGE_SIZES = (50, 100, 250, 500)
+#: keys a pattern search examines per request (Redis: in SCAN calls of ``scan_count``)
+MATCH_BUDGET = 20_000
 
 
 def key_url(key: str) -> str:
@@ -85,29 +98,55 @@ def json_view(value: str | None) -> tuple[str | None, str | None]:
     return None, "not shown as JSON: it could not be laid out"
 
 
+def page_replace(endpoint: str, **args: str | int | None) -> dict[str, str]:
+    """Headers of an htmx "next page" answer: the address bar follows the page shown.
+
+    Replaced, not pushed: reload and a shared link return to this page; Back leaves it.
+    """
+    return {"Vary": "HX-Request",
+            "HX-Replace-Url": url_for(endpoint, **{k: v for k, v in args.items() if v})}
+
+
 @bp.get("/browse")
 @login_required
 def browse():
+    """Keys under a prefix: flat pages, folders, or the keys whose rest matches a pattern.
+
+    Every state is in the URL (prefix, pattern, view, page position ``cursor``), so a
+    reload or a shared link shows the same page; htmx filter answers also refresh the
+    breadcrumbs, title and links (out-of-band), and "next" answers replace the URL.
+    """
     prefix = request.args.get("prefix", "")
+    match = request.args.get("match", "")
     cursor = request.args.get("cursor") or None
-    view = "folders" if request.args.get("view") == "folders" else "flat"
+    view = "folders" if request.args.get("view") == "folders" and not match else "flat"
     try:
         limit = int(request.args.get("limit", 100))
     except ValueError:
         limit = 100
     limit = min(max(limit, 1), PAGE_SIZES[-1])
     store = provider()
-    context = {"prefix": prefix, "view": view, "limit": limit, "crumbs": breadcrumbs(prefix),
-               "capabilities": store.capabilities()}
+    context = {"prefix": prefix, "match": match, "view": view, "limit": limit,
+               "crumbs": breadcrumbs(prefix), "capabilities": store.capabilities(),
+               "cursor": cursor, "oob": is_htmx()}
     if view == "folders":
         context["segments"] = store.list_segments(prefix, limit=500)
         return render("keys/browse.html", "keys/_results.html", **context)
     # a preview needs the start of each value only (where the store can read a part)
-    page = store.scan(prefix, cursor=cursor, limit=limit, preview_bytes=PREVIEW_BYTES)
-    context.update(page=page, cursor=cursor)
+    if match:
+        found = store.scan_matching(prefix, match, cursor=cursor, limit=limit,
+                                    budget=MATCH_BUDGET, preview_bytes=PREVIEW_BYTES)
+        context.update(search=found, page=found.rows(), literal=glob.is_literal(match))
+        more = "keys/_match_rows.html"
+    else:
+        page = store.scan(prefix, cursor=cursor, limit=limit, preview_bytes=PREVIEW_BYTES)
+        context.update(page=page)
+        more = "keys/_rows.html"
     if cursor and is_htmx():
-        # "Next page" appends rows to the table it came from.
-        return render_template("keys/_rows.html", **context), 200, {"Vary": "HX-Request"}
+        # "Next page" / "Continue" append rows to the table they came from.
+        return render_template(more, **context), 200, page_replace(
+            "keys.browse", prefix=prefix, match=match, cursor=cursor,
+            limit=limit if limit != 100 else None)
     return render("keys/browse.html", "keys/_results.html", **context)
 
 
@@ -174,3 +213,10 @@ def download():
         "Content-Disposition": f'attachment; filename="{name}.txt"',
         "Content-Length": str(len(data)), "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-store"})
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for it on every page: the SVG icon, no login."""
+    return send_from_directory(current_app.static_folder, "favicon.svg",
+                               mimetype="image/svg+xml", max_age=86400)

@@ -98,6 +98,20 @@ class Scene:
         service = mesh.service_for_prefix(settings, self.prefix)
         return jobs.start(self.app, self.provider, service, actor="ed")
 
+    def import_line(self) -> str:
+        """One JSON Lines record creating ``imported`` (a key no seed writes)."""
+        return json.dumps({"key": self.key("imported"), "value": '{"n":1}', "ttl_ms": None})
+
+    def import_upload(self) -> str:
+        """An upload planned for ``ed`` and kept for confirmation, as ``POST /import`` keeps it."""
+        from dashboard.views.transfer import stash_plan
+
+        with self.app.app_context():
+            upload, plan = stash_plan(self.app, self.provider, "ed",
+                                      self.import_line().encode(), "create-only", "expiry")
+        assert upload, plan.to_json()
+        return upload
+
 
 @dataclass(frozen=True)
 class Call:
@@ -145,6 +159,15 @@ def _doc(s: Scene) -> str:
 
 
 ROUTES: dict[tuple[str, str], RouteSpec] = {
+    # export and import (views/transfer.py): exporting reads, importing is for editors
+    ("transfer.export", "GET"): _spec("login", _get("/export", prefix=_prefix), 200),
+    ("transfer.import_form", "GET"): _spec("editor", _get("/import"), 200),
+    ("transfer.import_plan", "POST"): _spec(
+        "editor", lambda s: Call("POST", "/import", data={"text": s.import_line(),
+                                                         "mode": "create-only"}), 200),
+    ("transfer.import_confirm", "POST"): _spec(
+        "editor", lambda s: Call("POST", "/import/confirm", data={"upload": s.import_upload()}),
+        200, writes=True),
     ("static", "GET"): _spec("public", lambda s: Call("GET", "/static/app.css"), 200),
     ("auth.login", "GET"): _spec("public", _get("/login"), 200),
     ("auth.login", "POST"): _spec(
@@ -202,6 +225,14 @@ ROUTES: dict[tuple[str, str], RouteSpec] = {
     ("index.cancel_job", "POST"): _spec(
         "login", lambda s: Call("POST", "/index/job/cancel", data={"id": s.job_id()}),
         303, location="/index/job?id="),
+    # search: keys by pattern (keys.browse ?match=), values by text or regex; the favicon
+    ("keys.favicon", "GET"): _spec("public", _get("/favicon.ico"), 200),
+    ("search.values", "GET"): _spec(
+        "login", _get("/search", prefix=_prefix, q=lambda s: "plain"), 200),
+    # live view: the feed page, and its SSE stream (once=1: ends after what is there)
+    ("live.feed", "GET"): _spec("login", _get("/live", prefix=_prefix), 200),
+    ("live.stream", "GET"): _spec(
+        "login", _get("/live/stream", prefix=_prefix, once=lambda s: "1"), 200),
 }
 
 

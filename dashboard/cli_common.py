@@ -1,0 +1,75 @@
+"""What every ``toska-kv`` command module shares: errors, settings, prompts, key lists.
+
+Its own module so that ``cli.py`` and the command modules it loads (``cli_transfer``)
+share one ``CommandError`` also when run as ``python -m dashboard.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import Settings, load_settings
+
+PROG = "toska-kv"
+#: exit status for configuration, store and usage errors (argparse uses 2 as well)
+EXIT_ERROR = 2
+#: items of each kind a human-readable plan or result lists before "... and N more"
+SHOWN = 50
+
+
+class CommandError(Exception):
+    """A failure the command reports as one line, with an exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its help line, how to add its arguments, and what runs it."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from ``--config`` (else ``$DASHBOARD_APPSETTINGS``) and the environment.
+
+    Warnings (e.g. an unknown provider name, read as Redis like the mesh does) go to stderr.
+    """
+    settings = load_settings(getattr(args, "config", None))
+    for warning in settings.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    return settings
+
+
+def print_list(title: str, rows: list[str], out, *, sign: str = "") -> None:
+    """``title (N):`` then at most ``SHOWN`` rows, each indented (after ``sign``); an
+    empty list prints nothing."""
+    if not rows:
+        return
+    print(f"{title} ({len(rows)}):", file=out)
+    lead = f"  {sign} " if sign else "  "
+    for row in rows[:SHOWN]:
+        print(f"{lead}{row}", file=out)
+    if len(rows) > SHOWN:
+        print(f"  ... and {len(rows) - SHOWN} more", file=out)
+
+
+def ask(question: str, out) -> str:
+    print(question, end=" ", file=out, flush=True)
+    return sys.stdin.readline().strip()
+
+
+def actor() -> str:
+    """Who the audit trail names for a command-line write."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in a bare container
+        return "cli"

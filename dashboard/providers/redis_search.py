@@ -1,0 +1,61 @@
+"""Key search on Redis: ``SCAN MATCH`` with the glob-escaped prefix and the operator's glob.
+
+Redis filters the keys itself; the page budget is counted in SCAN calls (each examines
+about ``scan_count`` keys), one call at a time through the listing's own cursor, so the
+page can say how far the walk got: "scanned about 40,000 of 100,000 keys" (the keyspace
+size is ``DBSIZE``, summed over the primaries of a cluster: SCAN walks every key of the
+database, whatever the prefix).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import search
+from .redis_listing import glob_escape
+
+
+def scan_matching(
+    provider: Any, prefix: str, pattern: str, *, cursor: str | None, limit: int, budget: int,
+    preview_bytes: int | None,
+) -> search.SearchPage:
+    if limit < 1 or budget < 1:
+        raise ValueError("limit and budget must be positive")
+    search.check_pattern(pattern, provider.name)
+    scope = ("keys", prefix, pattern)
+    state = search.decode_cursor(cursor, provider.name, *scope)
+    match = (glob_escape(provider._encode_key(prefix))
+             + pattern.encode("utf-8", "surrogateescape"))
+    steps = max(1, -(-budget // provider.scan_count))
+    found: set[bytes] = set()
+    finished = False
+    with provider._translate():
+        # the mode (standalone or cluster) is known once _translate has detected it
+        step = (provider._scan_cluster if provider._cluster is not None
+                else provider._scan_standalone)
+        for _ in range(steps):
+            keys, state.inner = step(match, state.inner, limit, 1)
+            found.update(keys)
+            state.scanned += provider.scan_count
+            if state.inner is None:
+                finished = True
+                break
+            if len(found) >= limit:
+                break
+        ordered = sorted(found)
+        entries = [e for e in provider._read_entries(ordered, preview_bytes=preview_bytes)
+                   if e is not None]
+        total = keyspace_size(provider)
+    # COUNT is a hint: the keys examined are an estimate, never more than the keyspace
+    state.scanned = total if finished else min(state.scanned, max(total - 1, 0))
+    return search.SearchPage(
+        entries, None if finished else search.encode_cursor(state, *scope), state.scanned,
+        total, finished, "scan")
+
+
+def keyspace_size(provider: Any) -> int:
+    """Keys in the database SCAN walks (every primary's, on a cluster)."""
+    if provider._cluster is None:
+        return int(provider._client.dbsize())
+    return sum(int(provider._on_node(node, lambda client: client.dbsize()))
+               for node in provider._primaries())
