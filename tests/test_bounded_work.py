@@ -127,14 +127,21 @@ def test_a_redis_browse_page_reads_only_the_start_of_a_big_value():
         try:
             client = make_app(provider).test_client()
             login(client)
+            raw.config_resetstat()
             before = raw.info("stats")["total_net_output_bytes"]
             page = client.get("/browse?prefix=svc:").get_data(as_text=True)
             sent = raw.info("stats")["total_net_output_bytes"] - before
+            calls = {name.removeprefix("cmdstat_"): stat["calls"]
+                     for name, stat in raw.info("commandstats").items()}
             entry = provider.scan("svc:", preview_bytes=100).entries
         finally:
             provider.close()
             raw.close()
     assert sent < 200_000  # not the 5 MB value
+    # one pipeline for the page's two strings: PTTL + STRLEN + GETRANGE each, no TYPE, no GET
+    assert {name: calls.get(name, 0) for name in ("scan", "pttl", "strlen", "getrange",
+                                                  "type", "get")} == {
+        "scan": 1, "pttl": 2, "strlen": 2, "getrange": 2, "type": 0, "get": 0}
     assert "4.8 MiB" in page and "{&#34;blob&#34;:&#34;yyy" in page  # its real size, its start
     big_entry = next(e for e in entry if e.key == "svc:big")
     assert big_entry.partial and big_entry.size == len(big) and len(big_entry.value) == 100

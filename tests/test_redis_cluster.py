@@ -297,11 +297,14 @@ def test_non_string_types_on_every_node_are_read(
             raw.set(key, "plain")
             made[key] = (kind, None, None)
     by_scan = {e.key: e for e in provider.scan("c:", limit=100).entries}
+    by_preview = {e.key: e for e in provider.scan("c:", limit=100, preview_bytes=3).entries}
     by_mget = provider.mget(list(made))
     for key, (kind, content, length) in made.items():
-        for entry in (provider.get(key), by_scan[key], by_mget[key]):
+        for entry in (provider.get(key), by_scan[key], by_preview[key], by_mget[key]):
             assert (entry.type, entry.content, entry.length) == (kind, content, length)
     assert by_mget[spread[-1]].value == "plain"
+    # the string's bounded preview (STRLEN + GETRANGE, no TYPE) keeps its exact size
+    assert (by_preview[spread[-1]].value, by_preview[spread[-1]].size) == ("pla", 5)
     hash_key = spread[0]
     with pytest.raises(errors.InvalidRequest):
         provider.put(hash_key, "text", expected=provider.get(hash_key).token)

@@ -234,20 +234,27 @@ def test_scan_page_has_values_ttls_and_types(provider: RedisProvider, raw: redis
     assert by_key["svc:hash"].type == "hash" and by_key["svc:hash"].content == {"f": "1"}
 
 
-def test_scan_page_is_one_pipeline_plus_one_for_other_types(
+def test_scan_page_is_one_pipeline_without_type_plus_two_for_other_types(
     provider: RedisProvider, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     raw.mset({f"s:{i:03d}": str(i) for i in range(300)})
     executed = count_pipelines(monkeypatch, provider)
     page = provider.scan("s:", limit=300)
     assert len(page.entries) == 300
-    assert len(executed) == 1, "all strings: one round trip for the page"
+    assert executed == [600], "all strings: one round trip of PTTL + GET a key, no TYPE"
+    executed.clear()
+    page = provider.scan("s:", limit=300, preview_bytes=100)
+    assert len(page.entries) == 300
+    assert executed == [900], "a preview: PTTL + STRLEN + GETRANGE a key, no TYPE"
 
     raw.rpush("s:list", "a", "b")
     executed.clear()
     page = provider.scan("s:", limit=1000)
     assert len(page.entries) == 301
-    assert len(executed) == 2, "non-string types add exactly one more round trip"
+    listed = next(e for e in page.entries if e.key == "s:list")
+    assert (listed.type, listed.length, listed.content) == ("list", 2, ["a", "b"])
+    # only the key whose GET answered WRONGTYPE: its TYPE, then TYPE + LLEN + LRANGE
+    assert executed == [602, 1, 3], "non-string types add two round trips, for them alone"
 
 
 def test_scan_skips_keys_that_vanished(
@@ -547,6 +554,35 @@ def test_key_changing_type_mid_read_is_read_again(
     assert len(passes) == 2
 
 
+@pytest.mark.parametrize("preview_bytes", [None, 4])
+def test_a_hash_that_becomes_a_string_or_vanishes_before_its_type_is_asked(
+    provider: RedisProvider, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+    preview_bytes: int | None,
+) -> None:
+    """Between the string read (WRONGTYPE) and TYPE: a new string is read again, a
+    deleted key is missing, never a hash shown from the wrong replies."""
+    raw.hset("flip", "f", "v")
+    raw.hset("gone", "f", "v")
+    real_read_others = provider._read_others
+    passes = []
+
+    def change_before_type(*args, **kwargs):
+        if not passes:
+            raw.delete("flip", "gone")
+            raw.set("flip", "now a string")
+        passes.append(1)
+        return real_read_others(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "_read_others", change_before_type)
+    flip, gone = provider._read_entries([b"flip", b"gone"], preview_bytes=preview_bytes)
+    assert gone is None and len(passes) == 1  # the second pass read "flip" as a string
+    assert (flip.type, flip.content) == ("string", None)
+    if preview_bytes is None:
+        assert flip.value == "now a string" and not flip.partial
+    else:
+        assert flip.value == "now " and flip.partial and flip.size == len("now a string")
+
+
 # -- bulk reads -------------------------------------------------------------------------
 
 
@@ -574,8 +610,11 @@ def test_mget_2500_keys_with_missing_and_duplicates_keeps_order(
     assert result["m:ttl"].ttl_ms > 0
     assert result["m:hash"].type == "hash" and result["m:hash"].content == {"f": "v"}
     batches = -(-len(unique_order) // provider.mget_batch)
-    assert len(executed) == batches + 1  # + the batch holding the hash reads its contents
-    assert max(executed) == 3 * provider.mget_batch
+    # one pipeline a batch (PTTL + GET a key, no TYPE); the batch holding the hash adds
+    # two for that key alone: its TYPE, then TYPE + HLEN + HSCAN
+    assert len(executed) == batches + 2
+    assert max(executed) == 2 * provider.mget_batch
+    assert sorted(executed)[:2] == [1, 3]
 
 
 def test_mget_empty(provider: RedisProvider) -> None:

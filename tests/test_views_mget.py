@@ -148,7 +148,8 @@ def store_reads(store):
     """Count the store's bulk reads while the block runs.
 
     On the dev store: the keys of each ``POST /kv/mget`` request (an httpx event hook on the
-    provider's client). On Redis: ``TYPE`` commands, one per key read (from INFO).
+    provider's client). On Redis: the ``GET`` and ``TYPE`` commands (from INFO): a string
+    or missing key costs PTTL + GET and no TYPE; only a non-string is asked its TYPE.
     """
     counts: dict[str, list[int]] = {"batches": []}
     if store.name.startswith("devstore"):
@@ -163,12 +164,16 @@ def store_reads(store):
         finally:
             hooks.remove(hook)
     else:
-        def type_calls() -> int:
-            return store.extra["raw"].info("commandstats").get("cmdstat_type", {}).get("calls", 0)
+        def calls() -> tuple[int, int]:
+            stats = store.extra["raw"].info("commandstats")
+            return tuple(stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+                         for name in ("get", "type"))
 
-        before = type_calls()
+        before = calls()
         yield counts
-        counts["type_calls"] = [type_calls() - before]
+        after = calls()
+        counts["get_calls"] = [after[0] - before[0]]
+        counts["type_calls"] = [after[1] - before[1]]
 
 
 def test_2500_keys_in_input_order_with_exact_found_and_missing(editor, dataset, store):
@@ -212,7 +217,8 @@ def test_lookup_is_batched_not_one_request_per_key(editor, dataset, store):
     if store.name.startswith("devstore"):
         assert reads["batches"] == [500] * 5  # 2,500 distinct keys, 500 a request
     else:
-        assert reads["type_calls"] == [2500]  # each distinct key read once, in pipelines
+        # each distinct key read once, in pipelines; strings and missing keys need no TYPE
+        assert reads["get_calls"] == [2500] and reads["type_calls"] == [0]
 
 
 def test_service_selector_prefixes_keys(editor, store):
@@ -254,7 +260,8 @@ def test_more_keys_than_the_limit_is_a_clear_error_and_looks_nothing_up(editor, 
     assert text(partial).startswith('<section id="mget-results"')  # htmx swaps the error in
     assert partial.status_code == 200 and 'data-testid="mget-error"' in text(partial)
     assert download.status_code == 400 and "Content-Disposition" not in download.headers
-    assert reads.get("batches", []) == [] and reads.get("type_calls", [0]) == [0]
+    assert reads.get("batches", []) == [] and reads.get("get_calls", [0]) == [0]
+    assert reads.get("type_calls", [0]) == [0]
 
 
 def test_the_limit_counts_distinct_keys_and_allows_exactly_10000(editor):
@@ -368,7 +375,10 @@ def test_non_string_types_are_listed_with_their_type(editor, store):
     if not store.provider.capabilities().non_string_types:
         return  # only Redis keeps hashes, lists and sets
     store.extra["raw"].hset("mgtype:hash", mapping={"f": "v"})
-    page = text(lookup(editor, "mgtype:hash"))
+    with store_reads(store) as reads:
+        page = text(lookup(editor, "mgtype:hash"))
+    # GET answers WRONGTYPE; then TYPE, and TYPE again beside HLEN + HSCAN
+    assert reads["get_calls"] == [1] and reads["type_calls"] == [2]
     (row,) = rows_of(page)
     assert row.found and row.preview.startswith("[hash")
     (record,) = csv.DictReader(io.StringIO(text(download(editor, "csv", "mgtype:hash")), newline=""))
@@ -415,7 +425,8 @@ def test_csrf_token_is_required_on_post(editor, store):
     assert response.status_code == 400 and 'data-testid="mget-row"' not in text(response)
     assert "security token" in text(htmx)
     assert download.status_code == 400 and "Content-Disposition" not in download.headers
-    assert reads.get("batches", []) == [] and reads.get("type_calls", [0]) == [0]
+    assert reads.get("batches", []) == [] and reads.get("get_calls", [0]) == [0]
+    assert reads.get("type_calls", [0]) == [0]
 
 
 def test_htmx_post_gets_the_results_partial(editor, store):

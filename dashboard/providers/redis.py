@@ -1,9 +1,10 @@
 """Redis backend: a standalone server or a Redis Cluster, detected on the first call.
 
 Cost model (see docs/design.md, "Cost habits"): a page of keys is one SCAN sequence and
-never ``KEYS``; a page of entries adds one pipelined round trip (TYPE + PTTL + GET per
-key; on a cluster, one per node holding keys of the page, sent together), plus a second
-one only when the page holds non-string types, whose read command depends on the type.
+never ``KEYS``; a page of entries adds one pipelined round trip (PTTL + GET per key, no
+TYPE; on a cluster, one per node holding keys of the page, sent together), plus two more
+only when the page holds non-string types (their reads answered WRONGTYPE): TYPE for those
+keys, then the read commands of each type.
 
 The work is split by concern: ``redis_connect`` (detection, the cluster client, errors,
 cluster statistics), ``redis_listing`` (SCAN under one opaque cursor, over every cluster
@@ -151,7 +152,7 @@ class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyV
         self, prefix: str = "", *, cursor: str | None = None, limit: int = 100,
         preview_bytes: int | None = None,
     ) -> EntryPage:
-        """One SCAN page of entries: the keys, then one pipeline (two with non-strings).
+        """One SCAN page of entries: the keys, then one pipeline (three with non-strings).
 
         With ``preview_bytes`` each string is read with ``STRLEN`` + ``GETRANGE``: a page
         listing a 100 MB value moves only its first bytes.

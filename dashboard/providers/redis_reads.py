@@ -1,7 +1,10 @@
 """Reading Redis keys into ``Entry`` objects: the one path every read takes.
 
-A batch of keys is one pipeline (TYPE + PTTL + GET per key), plus a second one only when
-the batch holds non-string types, whose read command depends on the type. On a Redis
+A batch of keys is one pipeline (PTTL + GET per key, or PTTL + STRLEN + GETRANGE for a
+bounded preview), with no TYPE: a string answers there, PTTL -2 means the key is gone, and
+a non-string answers WRONGTYPE. Only when the batch holds such keys do two more pipelines
+follow, for those keys alone: their TYPE, then the length and preview commands of each
+type (with TYPE again, to notice a change). On a Redis
 Cluster the pipeline is redis-py's cluster pipeline: it groups the commands by the node
 serving each key's slot, sends every node its share at once and returns the replies in
 the order the commands were queued, so nothing here depends on the mode.
@@ -75,56 +78,96 @@ class RedisReads:
     def _read_pass(
         self, keys: Sequence[bytes], preview_bytes: int | None = None,
     ) -> list[Entry | None | _Raced]:
-        """Pipeline 1: TYPE + PTTL + GET for all keys (STRLEN + GETRANGE for a preview);
-        pipeline 2: reads for other types."""
+        """Pipeline 1: PTTL + GET per key (PTTL + STRLEN + GETRANGE for a preview).
+
+        No TYPE: a string (the common case) is read in that one pipeline. A key whose
+        read answers WRONGTYPE is not a string: pipeline 2 asks those keys' TYPE, and
+        pipeline 3 (``_read_collections``) reads their length and preview.
+        """
         if not keys:
             return []
         pipe = self._redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.type(key)
-            pipe.pttl(key)
-            if preview_bytes is None:
+        if preview_bytes is None:
+            for key in keys:
+                pipe.pttl(key)
                 pipe.get(key)
-            else:
+            width = 2
+        else:
+            last = preview_bytes - 1
+            for key in keys:
+                pipe.pttl(key)
                 pipe.strlen(key)
-                pipe.getrange(key, 0, preview_bytes - 1)
+                pipe.getrange(key, 0, last)
+            width = 3
         # GET on a hash answers WRONGTYPE: collect errors per command instead of raising
         replies = pipe.execute(raise_on_error=False)
         now = now_ms()
         out: list[Entry | None | _Raced] = []
-        others: list[tuple[int, str, int]] = []
-        width = 3 if preview_bytes is None else 4
+        others: list[tuple[int, int]] = []  # (index, pttl) of keys that are not strings
         for i, key in enumerate(keys):
-            type_reply, pttl, *reads = replies[width * i:width * i + width]
-            value, stored = reads[-1], (reads[0] if preview_bytes is not None else None)
-            if isinstance(stored, Exception):
-                value = stored  # WRONGTYPE: the key changed type, handled below
-            _raise_if_error(type_reply)
-            _raise_if_error(pttl)
-            type_name = _text(type_reply)
-            if type_name == "none":
-                out.append(None)
-            elif type_name == "string":
-                if isinstance(value, bytes):
-                    partial = isinstance(stored, int) and stored > len(value)
-                    text = (value.decode("utf-8", "ignore") if partial  # a cut character
-                            else _text(value))
-                    out.append(self._entry(key, pttl, now, value=text,
-                                           stored_size=stored if partial else None))
-                elif value is None:
-                    out.append(None)  # deleted between TYPE and GET
-                elif _is_wrongtype(value):
-                    out.append(_Raced())
+            base = width * i
+            pttl = replies[base]
+            value = replies[base + width - 1]
+            stored = replies[base + 1] if width == 3 else None
+            if isinstance(pttl, Exception):
+                raise pttl
+            if pttl == -2:
+                out.append(None)  # no such key (or it vanished after SCAN listed it)
+            elif type(value) is bytes and (width == 2 or type(stored) is int):
+                ttl_ms = pttl if pttl >= 0 else None
+                if stored is not None and stored > len(value):
+                    # a preview: the cut may split a character, drop its bytes
+                    out.append(Entry(
+                        key=key.decode("utf-8", "surrogateescape"),
+                        value=value.decode("utf-8", "ignore"), ttl_ms=ttl_ms,
+                        expires_at_ms=None if ttl_ms is None else now + ttl_ms,
+                        stored_size=stored))
                 else:
-                    raise value
-            else:
+                    out.append(Entry(
+                        key=key.decode("utf-8", "surrogateescape"),
+                        value=value.decode("utf-8", "replace"), ttl_ms=ttl_ms,
+                        expires_at_ms=None if ttl_ms is None else now + ttl_ms))
+            elif value is None:
+                out.append(None)  # deleted between PTTL and GET
+            elif _is_wrongtype(value) or _is_wrongtype(stored):
                 out.append(None)
-                others.append((i, type_name, pttl))
+                others.append((i, pttl))
+            else:
+                _raise_if_error(stored)
+                raise value
         if others:
-            for (i, _type, _pttl), entry in zip(
-                others, self._read_collections(keys, others, now), strict=True,
+            for (i, _pttl), entry in zip(
+                others, self._read_others(keys, others, now), strict=True,
             ):
                 out[i] = entry
+        return out
+
+    def _read_others(
+        self, keys: Sequence[bytes], others: list[tuple[int, int]], now: int,
+    ) -> list[Entry | None | _Raced]:
+        """Keys whose string read answered WRONGTYPE: TYPE, then their type's reads."""
+        pipe = self._redis.pipeline(transaction=False)
+        for i, _pttl in others:
+            pipe.type(keys[i])
+        replies = pipe.execute(raise_on_error=False)
+        out: list[Entry | None | _Raced] = [None] * len(others)
+        collections: list[tuple[int, str, int]] = []
+        places: list[int] = []
+        for place, ((i, pttl), type_reply) in enumerate(zip(others, replies, strict=True)):
+            _raise_if_error(type_reply)
+            type_name = _text(type_reply)
+            if type_name == "none":
+                continue  # deleted after the read
+            if type_name == "string":
+                out[place] = _Raced()  # it became a string after the read: read it again
+                continue
+            collections.append((i, type_name, pttl))
+            places.append(place)
+        if collections:
+            for place, entry in zip(
+                places, self._read_collections(keys, collections, now), strict=True,
+            ):
+                out[place] = entry
         return out
 
     def _read_collections(

@@ -20,6 +20,7 @@ from .base import (
     KeyValueProvider,
     ListingSource,
     SegmentListing,
+    now_ms,
 )
 from .toskastore_wire import decode_local_cursor, encode_local_cursor, query
 
@@ -203,10 +204,13 @@ class ListingMixin:
             if not isinstance(items, list):
                 raise self._bad("range scan: 'items' is not a list")
             entries = []
+            append, entry = entries.append, self._entry
+            now = now_ms()  # one clock reading for the whole answer's remaining TTLs
             for item in items:
-                if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+                key = item.get("key") if isinstance(item, dict) else None
+                if not isinstance(key, str):
                     raise self._bad("range scan: an item has no string 'key'")
-                entries.append(self._entry(item, item["key"], what="range scan"))
+                append(entry(item, key, what="range scan", now=now))
             return EntryPage(entries, self._next_cursor(data), source="range")
         page = self.list_keys(prefix, cursor=cursor, limit=limit)
         values = self.mget(page.keys) if page.keys else {}
