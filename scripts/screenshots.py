@@ -25,7 +25,23 @@ SCREENS = {
     "mget": "/mget?keys=profiles:config/theme,orders:nope,{key}",
     "index": "/index",
     "index-check": "/index/check?service=profiles:",
+    "search-pattern": "/browse?prefix=profiles:&match=*config*",
+    "search-values": "/search?prefix=profiles:&q=dark&icase=1",
+    "import": "/import",
+    "live": "/live?prefix=sessions:",
 }
+#: pages holding a live stream never reach "network idle": wait for the stream instead
+LIVE = {"key": "key-live", "edit": "edit-live", "live": "live-connector"}
+
+
+def changes(provider) -> None:
+    """A few writes, a delete and an expiry under sessions: for the live feed's picture."""
+    from dashboard.providers.base import NO_TTL, TtlChange
+
+    for n in range(4):
+        provider.put(f"sessions:session:live-{n}", f'{{"userId":"u{n}","cart":[{n}]}}', ttl=NO_TTL)
+    provider.delete("sessions:session:live-1")
+    provider.put("sessions:session:short", '{"userId":"u9"}', ttl=TtlChange.set(200))
 
 
 def main() -> None:
@@ -47,7 +63,15 @@ def main() -> None:
         page.click("button[type=submit]")
         for name, path in SCREENS.items():
             page.goto(path.format(key=key))
-            page.wait_for_load_state("networkidle")
+            if name in LIVE:
+                page.wait_for_function(
+                    f"() => document.querySelector('[data-testid=\"{LIVE[name]}\"], "
+                    f"#{LIVE[name]}')?.dataset.state === 'open'")
+            else:
+                page.wait_for_load_state("networkidle")
+            if name == "live":
+                changes(provider)
+                page.locator('[data-testid="live-event"]').nth(5).wait_for()
             page.screenshot(path=str(OUT / f"{name}.png"))
             print(OUT / f"{name}.png")
     running.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -31,9 +32,11 @@ def base_url(store):
 
 def test_export_then_import_through_the_browser(page, store, base_url, tmp_path):
     log_in(page)
-    exported = page.request.get(f"{base_url}/export?prefix=trip:")
-    assert exported.ok and exported.headers["content-disposition"].startswith("attachment")
-    data = exported.body()
+    page.goto("/browse?prefix=trip:")
+    with page.expect_download() as download:
+        page.click('[data-testid="export-prefix"]')  # the browse page's export link
+    data = Path(download.value.path()).read_bytes()
+    assert download.value.suggested_filename.endswith(".jsonl")
     assert len(data.splitlines()) == 3
     for key in ("trip:a", "trip:b", "trip:ttl"):
         store.provider.delete(key)
