@@ -36,6 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 _START_S = 60
 
 
+
+def _cmd_default(command: str, name: str) -> str:
+    """The default the image's shell command gives ``name`` (``${NAME:-default}``)."""
+    found = re.search(r"\$\{" + name + r":-([^}]*)\}", command)
+    return found.group(1) if found else "?"
+
 def image_cmd_on(port: int) -> list[str]:
     """The CMD with its ``--bind`` moved to 127.0.0.1:``port``."""
     cmd = image_cmd()
@@ -99,8 +105,9 @@ def gunicorn(target: Target, workdir: Path) -> Iterator[tuple[str, dict[str, Any
         process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err,
                                    stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    facts = {"command": cmd[2], "workers": env.get("GUNICORN_WORKERS", "2"),
-             "threads": env.get("GUNICORN_THREADS", "8"), "pid": process.pid}
+    facts = {"command": cmd[2], "pid": process.pid, **{
+        kind: env.get(name, _cmd_default(cmd[2], name))
+        for kind, name in (("workers", "GUNICORN_WORKERS"), ("threads", "GUNICORN_THREADS"))}}
     try:
         give_up = time.monotonic() + _START_S
         while True:
