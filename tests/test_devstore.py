@@ -746,3 +746,22 @@ def test_serve_prints_its_address_and_exits_on_ctrl_c():
             proc.communicate()
     assert proc.returncode == 0
     assert "Traceback" not in err
+
+
+def test_the_sweep_removes_what_is_due_and_not_keys_rewritten_since():
+    """The sweep walks the expiries due, not every key: a rewrite moves or drops the expiry."""
+    store = DevStore()
+    store.put("a:due", "1", ttl_ms=20)
+    store.put("a:kept", "1", ttl_ms=20)
+    store.put("a:kept", "2", ttl_ms=None)        # no expiry any more
+    store.put("a:later", "1", ttl_ms=20)
+    store.put("a:later", "2", ttl_ms=60_000)     # expires later now
+    store.put("a:gone", "1", ttl_ms=20)
+    store.delete("a:gone")
+    for n in range(3):
+        store.put(f"a:z{n}", "1", ttl_ms=20)
+    time.sleep(0.05)
+    assert store.cleanup_expired() == 4          # a:due, a:z0..2; never a:gone twice
+    assert sorted(store.live_keys()) == ["a:kept", "a:later"]
+    assert store.stored_count() == 2  # removed, not only hidden
+    assert store.cleanup_expired() == 0

@@ -442,3 +442,38 @@ def test_a_key_page_hears_of_a_change_made_before_its_stream_connected(toska, no
     provider.delete(key)
     gone = client.get("/live/stream", query_string=query).get_data(as_text=True)
     assert "event: gone" in gone and "before this page connected" in gone, gone
+
+
+@pytest.fixture(params=["devstore", "toskastore"])
+def watched(request):
+    """The dev store (main), and a real ToskaStore server where ``TOSKASTORE_URL`` names one."""
+    from tests.support.backends import start_backend
+
+    with start_backend(request.param) as backend:
+        yield backend
+
+
+def test_changes_and_replay_on_the_dev_store_and_a_real_toskastore(watched, prefix):
+    """What the dev store models is what a real server does: order, versions, replay."""
+    provider = watched.provider
+    if not provider.capabilities().watch:  # a real 0.8 or v0.9.1 server: said, not spun
+        assert "no change feed" in provider.watch_unavailable_reason()
+        return
+    key = prefix + "watched key/é"
+    stream = provider.watch(prefix)
+    try:
+        provider.put(key, '{"n":1}', ttl=NO_TTL)
+        provider.put(key, '{"n":2}', ttl=NO_TTL)
+        provider.delete(key)
+        events = drain(stream, 3)
+    finally:
+        stream.close()
+    assert [(e.op, e.key) for e in events] == [("put", key), ("put", key), ("delete", key)]
+    assert [e.version for e in events[:2]] == [1, 2] and events[1].value == '{"n":2}'
+    assert events[0].revision < events[1].revision < events[2].revision
+    replayed = provider.watch(prefix, since_revision=events[0].revision)
+    try:
+        again = drain(replayed, 2)
+    finally:
+        replayed.close()
+    assert [(e.op, e.revision) for e in again] == [(e.op, e.revision) for e in events[1:]]

@@ -15,6 +15,7 @@ upstream's ordered ETS index. Pages come from a sorted key list with ``bisect``.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from bisect import bisect_left, bisect_right
@@ -160,6 +161,10 @@ class DevStore(CoordinationMixin, TxnMixin):
         self._pending: list[str] = []
         self._tombstones = 0
         self._revision = 0
+        # (expires_at, key) of every write with an expiry, so the sweep visits only what
+        # is due instead of every stored key under the lock (2M keys: a stall of seconds);
+        # an item whose key was rewritten or deleted since is skipped when it comes due
+        self._expiries: list[tuple[int, str]] = []
         self._hub = WatchHub(self._watch_history_limit)
         self._reset_coordination()
 
@@ -355,8 +360,12 @@ class DevStore(CoordinationMixin, TxnMixin):
         with self._lock:
             now = now_ms()
             removed = self._expire_leases(now)
-            for key, entry in self._stored():
-                if entry.expired(now):
+            due = set()
+            while self._expiries and self._expiries[0][0] <= now:
+                due.add(heapq.heappop(self._expiries)[1])
+            for key in sorted(due):  # in key order, as a sweep over the sorted keys
+                entry = self._data.get(key)
+                if entry is not None and entry.expired(now):
                     self._delete_entry(key, entry, now, "expire")
                     removed += 1
             return removed
@@ -408,6 +417,8 @@ class DevStore(CoordinationMixin, TxnMixin):
             entry = _Entry(value, current.version + 1, current.created_at, now, expires_at, lease_id)
         self._revision += 1
         self._insert(key, entry)
+        if expires_at is not None:
+            heapq.heappush(self._expiries, (expires_at, key))
         self._hub.publish({**entry.as_dict(key), "op": "put", "revision": self._revision, "timestamp": now})
         return entry
 
