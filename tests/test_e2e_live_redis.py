@@ -7,12 +7,15 @@ paused feed says that events may have been missed instead of replaying them.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from playwright.sync_api import expect
 
 from dashboard.providers.base import NO_TTL, TtlChange
-from tests.support.backends import start_backend
+from dashboard.providers.redis import RedisProvider
 from tests.support.live import log_in, serve_app
+from tests.support.redis_server import RedisServer
 from tests.support.webapp import make_app
 from tests.test_e2e_live import SHOWN_MS, connected
 
@@ -21,9 +24,15 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def store():
-    with start_backend("redis") as backend:
-        backend.extra["raw"].config_set("notify-keyspace-events", "KEA")
-        yield backend
+    """A redis-server with notifications on before any provider has looked (it caches)."""
+    with RedisServer() as server:
+        with server.client() as client:
+            client.config_set("notify-keyspace-events", "KEA")
+        provider = RedisProvider(host=server.host, port=server.port, timeout=10.0)
+        try:
+            yield SimpleNamespace(provider=provider)
+        finally:
+            provider.close()
 
 
 @pytest.fixture(scope="module")
