@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .config import Settings, load_settings
@@ -73,3 +75,21 @@ def actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no user name in a bare container
         return "cli"
+
+
+@contextmanager
+def audit_to_stderr() -> Iterator[None]:
+    """Audit lines on stderr while a command writes: the CLI has no journal, and a
+    CronJob's or an operator's log keeps stderr."""
+    audit = logging.getLogger("dashboard.audit")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("audit: %(message)s"))
+    handler.setLevel(logging.INFO)
+    level = audit.level
+    audit.addHandler(handler)
+    audit.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        audit.removeHandler(handler)
+        audit.setLevel(level)

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
-from contextlib import contextmanager
 from typing import Any
 
-from .cli_common import EXIT_ERROR, CommandError, actor, ask, print_list, settings_from
+from .cli_common import EXIT_ERROR, CommandError, actor, ask, audit_to_stderr, print_list, settings_from
 
 EXIT_PARTIAL = 1
 #: at most one progress line per this many seconds
@@ -144,22 +142,6 @@ def print_result(result, out) -> None:
         print(line, file=out)
 
 
-@contextmanager
-def _audit_to_stderr():
-    """The audit lines go to stderr, as for ``repair-index``: the CLI has no journal."""
-    audit = logging.getLogger("dashboard.audit")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("audit: %(message)s"))
-    handler.setLevel(logging.INFO)
-    level = audit.level
-    audit.addHandler(handler)
-    audit.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        audit.removeHandler(handler)
-        audit.setLevel(level)
-
 
 def _run_import(args: argparse.Namespace) -> int:
     from .providers import make_provider
@@ -194,7 +176,7 @@ def _run_import(args: argparse.Namespace) -> int:
             return 0
         _confirm(args, plan, out)
         written, unconfirmed = audit_hooks(actor())
-        with _audit_to_stderr():
+        with audit_to_stderr():
             result = apply(provider, settings, plan, audit=written, unconfirmed=unconfirmed)
     finally:
         provider.close()
