@@ -34,6 +34,18 @@ RETRY_MS = 2000
 REOPEN_PAUSES = (0.5, 1.0, 2.0, 5.0)
 _EXTENSION = "kv_live"
 _CREATE = threading.Lock()
+#: set when the process is stopping: open streams end at once (see ``end_streams``)
+_STOPPING = threading.Event()
+
+
+def end_streams() -> None:
+    """End every open stream of this process within a keepalive (the process is stopping).
+
+    Without it a rolling restart waits out gunicorn's graceful timeout for the open live
+    pages. A stream ends without its ``end`` event, so each browser reconnects by itself
+    (to another replica), from its last event.
+    """
+    _STOPPING.set()
 
 
 class LiveSlots:
@@ -214,7 +226,7 @@ def stream(store: KeyValueProvider, prefix: str, *, mode: str, key: str | None,
                 missed = change_before_connect(store, key, seen, seen_max_bytes)
                 if missed is not None:
                     yield render_event(mode, missed, key).encode()
-            while True:
+            while not _STOPPING.is_set():
                 if current is None:
                     try:
                         current = store.watch(prefix, since_revision=last)
@@ -258,7 +270,8 @@ def stream(store: KeyValueProvider, prefix: str, *, mode: str, key: str | None,
                 message = render_event(mode, event, key)
                 if message is not None:
                     yield message.encode()
-            yield "event: end\ndata: \n\n"
+            if not _STOPPING.is_set():
+                yield "event: end\ndata: \n\n"
         finally:
             if current is not None:
                 current.close()
@@ -275,6 +288,6 @@ def stream(store: KeyValueProvider, prefix: str, *, mode: str, key: str | None,
 def _wait(seconds: float) -> Iterator[str]:
     """Pause ``seconds`` while still sending keepalives (so a gone browser ends it)."""
     deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
+    while (left := deadline - time.monotonic()) > 0 and not _STOPPING.is_set():
         time.sleep(min(left, KEEPALIVE_S))
         yield ": keepalive\n\n"

@@ -8,6 +8,7 @@ gunicorn command line, parsed from the Dockerfile so the test follows it.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -190,3 +191,31 @@ def test_without_no_control_socket_the_same_start_logs_the_control_server_error(
         while "Control server error" not in running.stderr.read_text():
             assert time.monotonic() < give_up, running.logs()
             time.sleep(0.1)
+
+
+def test_a_stop_ends_open_live_streams_instead_of_waiting_for_them(tmp_path, store):
+    """SIGTERM with a live page open: the stream ends and gunicorn stops well before its
+    30 s graceful timeout (which an open stream used to hold up in full)."""
+    cmd = cmd_on(_free_port())
+    with run_image_cmd(tmp_path, cmd, store.url) as running:
+        wait_until_healthy(running)
+        with httpx.Client(base_url=running.url, timeout=10) as client:
+            token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/kv/login").text)
+            client.post("/kv/login", data={"username": "alice", "password": "alice-pass",
+                                           "csrf_token": html.unescape(token.group(1))})
+            with client.stream("GET", "/kv/live/stream",
+                               params={"prefix": "profiles:", "mode": "feed"}) as stream:
+                assert stream.status_code == 200, running.logs()
+                lines = stream.iter_lines()
+                assert next(lines).startswith("retry:")  # connected
+                running.process.send_signal(signal.SIGTERM)
+                # well under gunicorn's graceful timeout (30 s): not a timing figure, the
+                # difference between ending the stream and waiting the timeout out for it
+                stop_by = time.monotonic() + 15
+                rest = []
+                with contextlib.suppress(httpx.TransportError):
+                    rest = list(lines)  # ends when the worker ends the stream
+        assert "event: end" not in rest  # no "end": the browser reconnects elsewhere
+        left = stop_by - time.monotonic()
+        assert left > 0, "the open stream held the stop for the whole graceful timeout"
+        assert running.process.wait(timeout=left) == 0, running.logs()
