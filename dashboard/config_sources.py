@@ -21,6 +21,8 @@ from .dotnet import is_null_or_whitespace
 APPSETTINGS_ENV = "DASHBOARD_APPSETTINGS"
 #: top-level sections read from the environment (others, like PATH, are ignored)
 _SECTIONS = ("mesh", "dashboard")
+#: the dashboard's own section
+DB: Path = ("Dashboard",)
 
 
 @dataclass
