@@ -7,7 +7,11 @@ each step says how many keys it examined so far.
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dashboard.providers import search
 from dashboard.providers.errors import InvalidRequest
@@ -79,6 +83,19 @@ def test_scan_matching_finds_exactly_the_matching_keys(backend, provider, prefix
     assert entries[prefix + "sessions:42:cart"].value == '{"items":[1]}'  # rows show values
     found, _, _ = _match_all(provider, prefix, "cart")  # no wildcard: the whole rest
     assert found == [prefix + "cart"]
+
+
+def test_a_pattern_with_several_stars_finds_the_same_keys(backend, provider, prefix):
+    """Several ``*``: Redis is asked for the prefix only and the dashboard matches the rest
+    (older Redis backtracks such patterns exponentially); the answer is the same."""
+    keys = [prefix + rest for rest in ("a1b2", "ab", "xaxb", "ba", "a:b:c", "b")]
+    backend.seed({key: "1" for key in keys})
+    backend.seed({prefix[:-1] + "other:ab": "1"})
+    found, _, last = _match_all(provider, prefix, "*a*b*")
+    _check_found(provider, found, [prefix + r for r in ("a1b2", "ab", "xaxb", "a:b:c")])
+    assert last.complete
+    found, _, _ = _match_all(provider, prefix, "*a*b")
+    _check_found(provider, found, [prefix + r for r in ("ab", "xaxb")])
 
 
 def test_scan_matching_treats_the_prefix_literally(backend, provider, prefix):
@@ -184,3 +201,20 @@ def test_the_regex_timeout_stops_a_catastrophic_pattern_quickly():
     assert time.monotonic() - started < 5 * search.REGEX_TIMEOUT + 1
     assert search.value_matcher("A.C", regex=False, icase=True)("xa.cx") == (1, 4)
     assert search.value_matcher("A.C", regex=False, icase=True)("xabcx") is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(pattern=st.text(alphabet="ab*?[]^!-\\\\", max_size=10),
+       text=st.text(alphabet="ab-]^\\\\", max_size=12))
+def test_many_star_patterns_match_as_the_regular_expression_does(pattern, text):
+    """The star-resuming matcher (patterns with several ``*``) agrees with the plain regex."""
+    expected = re.fullmatch(glob_to_regex(pattern), text, re.DOTALL) is not None
+    assert compile_glob(pattern)(text) == expected
+
+
+def test_a_pattern_built_to_backtrack_is_answered_without_backtracking():
+    """``*a*a*...*b`` against a long run of ``a``: exponential for a backtracking regex
+    (Redis's CVE-2022-36021); the matcher resumes after the last ``*`` only."""
+    matches = compile_glob("*a*a*a*a*a*a*a*a*a*a*b")
+    assert matches("a" * 3000) is False
+    assert matches("a" * 3000 + "b") is True

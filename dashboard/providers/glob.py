@@ -81,6 +81,59 @@ def _class(pattern: str, i: int) -> tuple[int, str]:
 
 
 def compile_glob(pattern: str) -> Callable[[str], bool]:
-    """A predicate: does the whole ``text`` match Redis's glob ``pattern``?"""
-    compiled = re.compile(glob_to_regex(pattern), re.DOTALL)
-    return lambda text: compiled.fullmatch(text) is not None
+    """A predicate: does the whole ``text`` match Redis's glob ``pattern``?
+
+    With one ``*`` at most, a regular expression (fast, and linear for such a pattern).
+    With more, a backtracking regex can take exponential time (``*a*a*a*a*b`` against a
+    long run of ``a``: the denial of service Redis itself fixed in 7.0.10, CVE-2022-36021),
+    so the match returns to the last ``*`` only: at most len(text) × len(pattern) steps.
+    """
+    tokens = _tokens(pattern)
+    if sum(1 for token in tokens if token is None) <= 1:
+        compiled = re.compile(glob_to_regex(pattern), re.DOTALL)
+        return lambda text: compiled.fullmatch(text) is not None
+    return lambda text: _match_tokens(tokens, text)
+
+
+def _tokens(pattern: str) -> list[re.Pattern[str] | None]:
+    """The pattern as one token per text character it matches; None for a run of ``*``."""
+    tokens: list[re.Pattern[str] | None] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        if pattern[i] == "*":
+            while i < n and pattern[i] == "*":
+                i += 1
+            tokens.append(None)
+            continue
+        start = i
+        if pattern[i] == "[":
+            i, _ = _class(pattern, i + 1)
+        elif pattern[i] == "\\" and i + 1 < n:
+            i += 2
+        else:
+            i += 1
+        tokens.append(re.compile(glob_to_regex(pattern[start:i]), re.DOTALL))
+    return tokens
+
+
+def _match_tokens(tokens: list[re.Pattern[str] | None], text: str) -> bool:
+    """Whole-text match, resuming after the last ``*`` on a mismatch (no deeper backtracking:
+    a later ``*`` can absorb whatever an earlier one would have)."""
+    t = p = 0
+    star, mark = -1, 0
+    while t < len(text):
+        token = tokens[p] if p < len(tokens) else False
+        if token is None:
+            star, mark = p, t
+            p += 1
+        elif token is not False and token.fullmatch(text, t, t + 1):
+            t += 1
+            p += 1
+        elif star >= 0:
+            p, mark = star + 1, mark + 1
+            t = mark
+        else:
+            return False
+    while p < len(tokens) and tokens[p] is None:
+        p += 1
+    return p == len(tokens)

@@ -9,10 +9,13 @@ database, whatever the prefix).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import search
+from .glob import compile_glob
 from .redis_listing import glob_escape
+from .redis_reads import key_text
 
 
 def scan_matching(
@@ -24,8 +27,7 @@ def scan_matching(
     search.check_pattern(pattern, provider.name)
     scope = ("keys", prefix, pattern)
     state = search.decode_cursor(cursor, provider.name, *scope)
-    match = (glob_escape(provider._encode_key(prefix))
-             + pattern.encode("utf-8", "surrogateescape"))
+    match, keep = _server_match(provider, prefix, pattern)
     steps = max(1, -(-budget // provider.scan_count))
     found: set[bytes] = set()
     finished = False
@@ -35,7 +37,7 @@ def scan_matching(
                 else provider._scan_standalone)
         for _ in range(steps):
             keys, state.inner = step(match, state.inner, limit, 1)
-            found.update(keys)
+            found.update(key for key in keys if keep is None or keep(key))
             state.scanned += provider.scan_count
             if state.inner is None:
                 finished = True
@@ -51,6 +53,26 @@ def scan_matching(
     return search.SearchPage(
         entries, None if finished else search.encode_cursor(state, *scope), state.scanned,
         total, finished, "scan")
+
+
+def _server_match(provider: Any, prefix: str, pattern: str
+                  ) -> tuple[bytes, Callable[[bytes], bool] | None]:
+    """(the MATCH Redis applies, the filter the dashboard adds after it, or None).
+
+    A pattern with several ``*`` goes to Redis as the prefix alone and is matched here:
+    Redis before 7.0.10 backtracks such a pattern exponentially (CVE-2022-36021), and one
+    operator's search must not stall the mesh's single-threaded Redis.
+    """
+    raw_prefix = provider._encode_key(prefix)
+    escaped = glob_escape(raw_prefix)
+    if pattern.count("*") <= 1:
+        return escaped + pattern.encode("utf-8", "surrogateescape"), None
+    matches = compile_glob(pattern)
+
+    def keep(key: bytes) -> bool:
+        return key.startswith(raw_prefix) and matches(key_text(key[len(raw_prefix):]))
+
+    return escaped + b"*", keep
 
 
 def keyspace_size(provider: Any) -> int:
