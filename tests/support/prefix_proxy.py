@@ -135,15 +135,19 @@ def _handler(upstream_host: str, upstream_port: int, prefix: str, strip: bool, l
             self.end_headers()
             if bodyless:
                 return
-            while chunk := response.read1(CHUNK):
+            try:
+                while chunk := response.read1(CHUNK):
+                    if chunked:
+                        self.wfile.write(f"{len(chunk):X}\r\n".encode() + chunk + b"\r\n")
+                    else:
+                        self.wfile.write(chunk)
+                    self.wfile.flush()
                 if chunked:
-                    self.wfile.write(f"{len(chunk):X}\r\n".encode() + chunk + b"\r\n")
-                else:
-                    self.wfile.write(chunk)
-                self.wfile.flush()
-            if chunked:
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                # the browser left mid-answer (a live page's stream when it navigates on)
+                self.close_connection = True
 
         def _answer(self, status: int, body: bytes) -> None:
             self.send_response_only(status)
