@@ -145,8 +145,9 @@ def _handler(upstream_host: str, upstream_port: int, prefix: str, strip: bool, l
                 if chunked:
                     self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                # the browser left mid-answer (a live page's stream when it navigates on)
+            except (OSError, http.client.HTTPException):
+                # the browser left mid-answer (a live page's stream when it navigates on),
+                # or the upstream ended a stream it was sending: not the proxy's error
                 self.close_connection = True
 
         def _answer(self, status: int, body: bytes) -> None:
