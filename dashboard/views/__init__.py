@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app
+from flask import Flask, abort, current_app, request
 
 from ..providers.base import KeyValueProvider
+
+
+def requested_key(how: str = "Pass ?key=<full key>.") -> str:
+    """The ``key`` query argument, or a 400 saying how to name one (keys travel in the query)."""
+    key = request.args.get("key")
+    if not key:
+        abort(400, description=f"Which key? {how}")
+    return key
 
 
 def provider() -> KeyValueProvider:

@@ -13,7 +13,6 @@ from urllib.parse import quote_plus
 from flask import (
     Blueprint,
     Response,
-    abort,
     current_app,
     g,
     render_template,
@@ -28,7 +27,7 @@ from ..formatting import has_surrogates, pretty_content
 from ..htmx import is_htmx, render
 from ..providers import glob
 from ..providers.errors import NotFound
-from . import provider
+from . import provider, requested_key
 
 bp = Blueprint("keys", __name__)
 #: bytes of each value a browse page reads where the store allows (the preview shows ~120)
@@ -162,9 +161,7 @@ def folder_count():
 @bp.get("/key")
 @login_required
 def detail():
-    key = request.args.get("key")
-    if not key:
-        abort(400, description="Which key? Open a key from the browser or pass ?key=<full key>.")
+    key = requested_key("Open a key from the browser or pass ?key=<full key>.")
     settings = current_app.config["KV_SETTINGS"]
     limit = settings.dashboard.max_render_bytes
     try:
@@ -196,9 +193,7 @@ def detail():
 @login_required
 def download():
     """The whole value as a file, exactly as stored (what the page shows is bounded)."""
-    key = request.args.get("key")
-    if not key:
-        abort(400, description="Which key? Pass ?key=<full key>.")
+    key = requested_key()
     entry = provider().get(key)
     value = entry.value if entry.value is not None else pretty_content(entry.content)
     data = value.encode("utf-8", "surrogateescape")

@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, Response, abort, current_app, render_templat
 from flask_login import login_required
 
 from .. import live
-from . import provider
+from . import provider, requested_key
 
 bp = Blueprint("live", __name__)
 MODES = ("feed", "key", "edit", "follow")
@@ -44,13 +44,8 @@ def stream():
     mode = request.args.get("mode", "feed")
     if mode not in MODES:
         abort(400, description=f"mode must be one of {', '.join(MODES)}")
-    key = request.args.get("key")
-    if mode in ("key", "edit"):
-        if not key:
-            abort(400, description="Which key? Pass ?key=<full key>.")
-        prefix = key
-    else:
-        prefix = request.args.get("prefix", "")
+    key = requested_key() if mode in ("key", "edit") else None
+    prefix = key if key is not None else request.args.get("prefix", "")
     # a reconnecting EventSource names the last event it got: resume after it
     since = _revision(request.args.get("since")) if "since" in request.args else \
         _revision(request.headers.get("Last-Event-ID"))
