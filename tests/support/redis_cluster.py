@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-from tests.support.redis_server import redis_server_binary
+from tests.support.redis_server import redis_server_binary, terminate_all
 
 #: generous for a loaded 2-core CI machine: start, join, and agree on the slots
 _START_TIMEOUT_S = 60.0
@@ -208,15 +208,7 @@ class RedisClusterServers:
 
     def _terminate_all(self) -> None:
         processes, self._processes = self._processes, {}
-        for process in processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        terminate_all(processes.values())
 
     def stop(self) -> None:
         """Terminate every node, wait for them, and remove the directory."""
