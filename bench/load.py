@@ -2,7 +2,7 @@
 
 The CMD and ENV are read from the Dockerfile (as ``tests/test_deploy_image.py`` does), the
 bind address moved to a free 127.0.0.1 port, nothing else changed: ``GUNICORN_WORKERS`` ×
-``GUNICORN_THREADS`` (2 × 8 unless set), JSON logs, the access log on stdout (to a file
+``GUNICORN_THREADS`` (the CMD's defaults unless set), JSON logs, the access log on stdout (to a file
 here), ``PROMETHEUS_MULTIPROC_DIR`` and ``TMPDIR`` in a private temporary directory, and
 the default session storage (files there). ``loadgen`` then runs the clients in its own
 process. Everything is stopped afterwards.
@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.dockerfile import image_cmd, image_env
+from tests.support.dockerfile import image_cmd, image_cmd_default, image_env
 
 from .data import Dataset
 from .scenarios import PASSWORD, SECRET, USER, users
@@ -35,12 +35,6 @@ from .targets import Target
 ROOT = Path(__file__).resolve().parent.parent
 _START_S = 60
 
-
-
-def _cmd_default(command: str, name: str) -> str:
-    """The default the image's shell command gives ``name`` (``${NAME:-default}``)."""
-    found = re.search(r"\$\{" + name + r":-([^}]*)\}", command)
-    return found.group(1) if found else "?"
 
 def image_cmd_on(port: int) -> list[str]:
     """The CMD with its ``--bind`` moved to 127.0.0.1:``port``."""
@@ -106,7 +100,7 @@ def gunicorn(target: Target, workdir: Path) -> Iterator[tuple[str, dict[str, Any
                                    stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     facts = {"command": cmd[2], "pid": process.pid, **{
-        kind: env.get(name, _cmd_default(cmd[2], name))
+        kind: env.get(name) or image_cmd_default(name) or "?"
         for kind, name in (("workers", "GUNICORN_WORKERS"), ("threads", "GUNICORN_THREADS"))}}
     try:
         give_up = time.monotonic() + _START_S

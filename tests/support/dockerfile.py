@@ -4,6 +4,7 @@ benchmark start exactly the command the image starts (CI has no Docker engine)."
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -45,3 +46,9 @@ def image_port() -> int:
     """The port the image EXPOSEs."""
     (port,) = [args for instruction, args in instructions() if instruction == "EXPOSE"]
     return int(port)
+
+
+def image_cmd_default(name: str) -> str | None:
+    """The default the CMD's shell gives the variable ``name`` (``${NAME:-default}``)."""
+    found = re.search(r"\$\{" + re.escape(name) + r":-([^}]*)\}", image_cmd()[-1])
+    return found.group(1) if found else None
