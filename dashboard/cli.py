@@ -1,9 +1,14 @@
 """The ``toska-kv`` command: dev store, sample data, password hashes, serve and demo here;
 index check and repair in ``cli_index``, export and import in ``cli_transfer``.
 
-Each subcommand is one entry in ``COMMANDS``: a function that adds its arguments and a
-handler ``(args) -> exit code``. Configuration and store failures end as one line on
-stderr and exit status 2, never a traceback.
+Each subcommand is one entry in ``COMMANDS``: a function that adds its arguments, a
+handler ``(args) -> exit code`` and whether it writes to the configured store. Configuration
+and store failures end as one line on stderr and exit status 2, never a traceback.
+
+``Dashboard:ReadOnly`` refuses every command that writes (``seed``, ``repair-index``,
+``import``) with exit 2 before it touches the store (``cli_common.settings_from``). ``demo``
+writes only the in-process store it starts: under read-only it still seeds that store, and
+serves the dashboard read-only. ``devstore`` serves a store of its own and reads no settings.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import argparse
 import getpass
 import sys
 
-from .cli_common import EXIT_ERROR, PROG, Command, CommandError, settings_from
+from .cli_common import EXIT_ERROR, PROG, WRITES_ATTR, Command, CommandError, settings_from
 from .config import APPSETTINGS_ENV, ConfigError, load_settings
 from .providers.errors import ProviderError
 
@@ -213,6 +218,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from .seed import seed
 
     running = start_devstore(port=0)
+    app = None
 
     def bulk_put(items) -> None:
         for key, value, ttl_ms in items:
@@ -223,43 +229,55 @@ def _run_demo(args: argparse.Namespace) -> int:
                               "ToskaStore": {"BaseUrl": running.url, "AuthToken": None}}},
         "Dashboard": {"Demo": True},
     }
-    settings = load_settings(getattr(args, "config", None), overrides=overrides)
-    app = create_app({"KV_SETTINGS": settings})
-    report = seed(app.extensions["kv_provider"], services=args.services,
-                  keys_per_service=args.keys_per_service, bulk_put=bulk_put)
     try:
-        _serve_app(app, args.host, args.port, [
+        settings = load_settings(getattr(args, "config", None), overrides=overrides)
+        app = create_app({"KV_SETTINGS": settings})
+        # the demo's own throwaway store, written also under Dashboard:ReadOnly: read-only
+        # governs the dashboard (and the configured store), which serves it read-only
+        report = seed(app.extensions["kv_provider"], services=args.services,
+                      keys_per_service=args.keys_per_service, bulk_put=bulk_put)
+        banner = [
             f"demo store: {running.url} ({report.summary()})",
             "log in as demo / demo (editor) or viewer / viewer (read-only); Ctrl-C stops",
             f"the CLI on this store: Mesh__KeyValue__Provider=ToskaStore "
             f"Mesh__KeyValue__ToskaStore__BaseUrl={running.url} toska-kv check-index",
-        ])
+        ]
+        if settings.dashboard.read_only:
+            banner.append("Dashboard__ReadOnly is true: the dashboard refuses every write "
+                          "(the sample data went into the demo's own store)")
+        _serve_app(app, args.host, args.port, banner)
     finally:
+        if app is not None:
+            app.extensions["kv_provider"].close()
         running.stop()
     return 0
 
 
 # --------------------------------------------------------------------------- parser
 
-#: subcommand name → definition; ``check-index`` and ``repair-index`` plug in here
+#: subcommand name → definition; ``check-index``, ``repair-index``, ``export`` and
+#: ``import`` plug in here. ``writes``: whether it writes to the configured store (refused
+#: under Dashboard:ReadOnly)
 COMMANDS: dict[str, Command] = {
     "devstore": Command(
-        "run a ToskaStore-compatible dev server", _configure_devstore, _run_devstore
+        "run a ToskaStore-compatible dev server", _configure_devstore, _run_devstore,
+        writes=False,  # its own in-memory store
     ),
     "seed": Command(
         "write ToskaMesh-shaped sample data to the configured store",
-        _configure_seed, _run_seed,
+        _configure_seed, _run_seed, writes=True,
     ),
     "serve": Command(
-        "serve the dashboard on the configured store", _configure_serve, _run_serve
+        "serve the dashboard on the configured store", _configure_serve, _run_serve,
+        writes=False,  # the web app refuses writes itself under read-only
     ),
     "demo": Command(
         "serve the dashboard on an in-process dev store filled with sample mesh data",
-        _configure_demo, _run_demo,
+        _configure_demo, _run_demo, writes=False,  # seeds only its own in-process store
     ),
     "hash-password": Command(
         "print a password hash for Dashboard:Users:N:PasswordHash",
-        _configure_hash_password, _run_hash_password,
+        _configure_hash_password, _run_hash_password, writes=False,
     ),
 }
 
@@ -267,7 +285,14 @@ COMMANDS: dict[str, Command] = {
 from .cli_index import SUBCOMMANDS as _INDEX  # noqa: E402 - check-index, repair-index
 from .cli_transfer import SUBCOMMANDS as _TRANSFER  # noqa: E402 - export, import
 
-COMMANDS.update({name: Command(*spec) for name, spec in {**_INDEX, **_TRANSFER}.items()})
+#: whether each ``cli_transfer`` command writes (it lists ``(help, configure, run)``): a
+#: command missing here stops the import of this module, so none is added undeclared
+_TRANSFER_WRITES = {"export": False, "import": True}
+
+COMMANDS.update(_INDEX)
+COMMANDS.update({name: spec if isinstance(spec, Command)
+                 else Command(*spec, writes=_TRANSFER_WRITES[name])
+                 for name, spec in _TRANSFER.items()})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=command.help, description=command.help, parents=[common]
         )
         command.configure(child)
+        child.set_defaults(**{WRITES_ATTR: command.writes})
     return parser
 
 
@@ -299,8 +325,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a usage error, already printed by argparse
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    command = COMMANDS[args.command]
     try:
-        return COMMANDS[args.command].run(args)
+        if command.writes:
+            settings_from(args)  # refused under Dashboard:ReadOnly, before the command runs
+        return command.run(args)
     except (ConfigError, ProviderError, CommandError) as exc:
         _fail(str(exc))
         return exc.status if isinstance(exc, CommandError) else EXIT_ERROR

@@ -2,6 +2,12 @@
 
 Its own module so that ``cli.py`` and the command modules it loads (``cli_transfer``)
 share one ``CommandError`` also when run as ``python -m dashboard.cli``.
+
+``Dashboard:ReadOnly`` holds for the command line as for the web: every ``Command`` says
+whether it writes to the configured store (``writes``, no default), and ``settings_from``
+refuses a writing command under read-only settings, before it touches the store. ``main``
+loads the settings of every writing command through it before running the command, so a
+writing command cannot skip the check.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Settings, load_settings
 
@@ -33,21 +39,47 @@ class CommandError(Exception):
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: its help line, how to add its arguments, and what runs it."""
+    """A subcommand: its help line, how to add its arguments, and what runs it.
+
+    ``writes`` (required): whether it writes to the configured store. A writing command is
+    refused under ``Dashboard:ReadOnly``; one that writes only a store of its own (``demo``,
+    ``devstore``) does not write in this sense.
+    """
 
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    writes: bool = field(kw_only=True)
+
+
+#: the ``argparse.Namespace`` attributes ``build_parser`` and ``settings_from`` keep
+WRITES_ATTR = "_command_writes"
+_SETTINGS_ATTR = "_command_settings"
+
+
+def refuse_read_only(settings: Settings, command: str) -> None:
+    """``CommandError`` (exit 2, one line naming the setting) when ``Dashboard:ReadOnly``."""
+    if settings.dashboard.read_only:
+        raise CommandError(
+            f"Dashboard__ReadOnly is true: `{PROG} {command}` writes to the store, and "
+            "read-only refuses every write, from the web and the command line alike; "
+            "nothing was written")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from ``--config`` (else ``$DASHBOARD_APPSETTINGS``) and the environment.
+    """Settings from ``--config`` (else ``$DASHBOARD_APPSETTINGS``) and the environment,
+    loaded once per command; a command that writes is refused here under read-only.
 
     Warnings (e.g. an unknown provider name, read as Redis like the mesh does) go to stderr.
     """
-    settings = load_settings(getattr(args, "config", None))
-    for warning in settings.warnings:
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    settings = getattr(args, _SETTINGS_ATTR, None)
+    if settings is None:
+        settings = load_settings(getattr(args, "config", None))
+        for warning in settings.warnings:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        setattr(args, _SETTINGS_ATTR, settings)
+    if getattr(args, WRITES_ATTR, True):  # unknown: a command parsed elsewhere may write
+        refuse_read_only(settings, getattr(args, "command", None) or "this command")
     return settings
 
 

@@ -13,7 +13,15 @@ import re
 import sys
 from datetime import UTC, datetime
 
-from .cli_common import CommandError, actor, ask, audit_to_stderr, print_list, settings_from
+from .cli_common import (
+    Command,
+    CommandError,
+    actor,
+    ask,
+    audit_to_stderr,
+    print_list,
+    settings_from,
+)
 from .config import Settings
 
 #: keys of each kind printed by the human-readable check and repair output
@@ -281,9 +289,11 @@ def _repair(args: argparse.Namespace, provider, service, out):
     return mesh.apply_repair(provider, plan, actor=actor(), before_write=save_backup), summary
 
 
+#: name -> ``Command``, plugged into ``cli.COMMANDS``
 SUBCOMMANDS = {
-    "check-index": ("compare each service's key index with its live keys (exit 1 on drift)",
-                    _configure_check_index, _run_check_index),
-    "repair-index": ("repair one service's key index (compare-and-swap, keeps a backup)",
-                     _configure_repair_index, _run_repair_index),
+    "check-index": Command("compare each service's key index with its live keys (exit 1 on "
+                           "drift)", _configure_check_index, _run_check_index, writes=False),
+    "repair-index": Command("repair one service's key index (compare-and-swap, keeps a "
+                            "backup)", _configure_repair_index, _run_repair_index,
+                            writes=True),
 }

@@ -51,7 +51,7 @@ from .config_sources import (  # noqa: F401
     _read_file,
     _Reader,
 )
-from .config_sso import LOOPBACK_PROXIES, trusted_auth_settings
+from .config_sso import trusted_auth_settings
 from .dotnet import (  # noqa: F401
     PROVIDER_MEMBERS,
     dotnet_enum_try_parse,
@@ -149,8 +149,9 @@ class DashboardSettings:
     #: role of an operator in no mapped group: "viewer", "editor" or "none" (refused)
     trusted_auth_default_role: str = "viewer"
     #: networks the connection carrying the header must come from: the original peer, before
-    #: ProxyFix rewrote it (the proxy itself, e.g. an oauth2-proxy sidecar on loopback)
-    trusted_auth_proxies: tuple[str, ...] = LOOPBACK_PROXIES
+    #: ProxyFix rewrote it (the proxy itself, e.g. an oauth2-proxy sidecar on loopback). No
+    #: default: ``load_settings`` refuses a header without it (port-forwards come from loopback)
+    trusted_auth_proxies: tuple[str, ...] = ()
 
     # --- observability: metrics, structured logs, audit trail (Dashboard:MetricsToken,
     # --- LogFormat, AuditValues, AuditMaxEntries; see metrics.py, logs.py, audit.py) ----
@@ -297,12 +298,34 @@ def _base_url(reader: _Reader) -> str:
     url = url.strip()
     try:
         parts = urlsplit(url)
+    except ValueError:
+        raise reader.fail(path, _without_userinfo(url), "is not a valid URL") from None
+    if "@" in parts.netloc:
+        # httpx would send user:password as Basic auth, replacing the Bearer AuthToken (the
+        # store then refuses a token it never saw); the whole userinfo may be a secret
+        raise reader.fail(path, _without_userinfo(url),
+                          "must not carry a user name or password: it would be sent as "
+                          "Basic authentication instead of the token (set the token in "
+                          "Mesh__KeyValue__ToskaStore__AuthToken)")
+    try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise reader.fail(path, url, "is not a valid URL") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise reader.fail(path, url, "must be an absolute http:// or https:// URL")
     return url.rstrip("/")
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` with everything before the last ``@`` of its authority shown as ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority = rest[:end]
+    if "@" not in authority:
+        return url
+    return f"{scheme}://{MASK}@{authority.rpartition('@')[2]}{rest[end:]}"
 
 
 def _services(reader: _Reader) -> tuple[ServiceSettings, ...]:

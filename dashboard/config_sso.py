@@ -4,6 +4,10 @@ Read by ``config.load_settings`` into ``DashboardSettings``; the requests themse
 handled by ``sso.py``. Settings that cannot take effect (a header without
 ``Dashboard:ForwardedProxies``, roles without a groups header, a proxy list that trusts
 every address) are start-up warnings, not silent.
+
+``Dashboard:TrustedAuthProxies`` has no default: a header without it stops start-up. Loopback
+is not a safe guess for "the proxy": ``kubectl port-forward`` arrives from loopback too, so a
+default of loopback let anyone who could port-forward to the pod name any operator.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 from .config_errors import Path
 from .config_sources import DB, _Reader
 
-#: who may send the identity headers unless Dashboard:TrustedAuthProxies says otherwise
+#: loopback networks: a sidecar proxy connects from these, and so does ``kubectl port-forward``
 LOOPBACK_PROXIES = ("127.0.0.0/8", "::1/128")
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
@@ -94,7 +98,15 @@ def _trusted_auth_proxies(reader: _Reader) -> tuple[str, ...]:
             networks.append(str(ipaddress.ip_network(text, strict=False)))
         except ValueError:
             raise reader.fail(path, text, "is not an IP address or CIDR network") from None
-    return tuple(networks) or LOOPBACK_PROXIES
+    return tuple(networks)
+
+
+def proxies_missing(header: str) -> str:
+    """Why a single sign-on header without ``Dashboard:TrustedAuthProxies`` stops start-up."""
+    return (f"is not set: single sign-on (Dashboard__TrustedAuthHeader={header}) needs the "
+            "addresses or CIDRs the authenticating proxy connects from (127.0.0.1 for a "
+            "sidecar in the pod; the ingress controller's pod network behind an ingress); "
+            "there is no default, because kubectl port-forward arrives from loopback too")
 
 
 def trusted_auth_settings(reader: _Reader, forwarded_proxies: int,
@@ -111,6 +123,8 @@ def trusted_auth_settings(reader: _Reader, forwarded_proxies: int,
     if header is not None and groups_header is not None and header.lower() == groups_header.lower():
         raise reader.fail((*DB, "TrustedAuthGroupsHeader"), groups_header,
                           "must differ from Dashboard__TrustedAuthHeader")
+    if header is not None and not proxies:
+        raise reader.fail((*DB, "TrustedAuthProxies"), None, proxies_missing(header))
     if header is None:
         if groups_header or roles:
             warnings.append("Dashboard__TrustedAuthGroupsHeader/TrustedAuthRoles are ignored: "
@@ -129,6 +143,14 @@ def trusted_auth_settings(reader: _Reader, forwarded_proxies: int,
             warnings.append(f"Dashboard__TrustedAuthProxies={','.join(proxies)} trusts every "
                             f"address: whoever reaches the dashboard directly can send "
                             f"{header} and log in as anyone")
+        elif any(ipaddress.ip_network(n).overlaps(ipaddress.ip_network(loopback))
+                 for n in proxies for loopback in LOOPBACK_PROXIES
+                 if ipaddress.ip_network(n).version == ipaddress.ip_network(loopback).version):
+            warnings.append(f"Dashboard__TrustedAuthProxies={','.join(proxies)} trusts "
+                            "loopback: a kubectl port-forward to the dashboard's own port "
+                            f"arrives from loopback too and may send {header} as anyone; "
+                            "port-forward to the proxy's port, and grant pods/portforward "
+                            "only to those who may act as any operator")
     return {"trusted_auth_header": header, "trusted_auth_groups_header": groups_header,
             "trusted_auth_roles": roles, "trusted_auth_default_role": default_role,
             "trusted_auth_proxies": proxies}

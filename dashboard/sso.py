@@ -14,6 +14,8 @@ from flask import Flask, current_app, g, request, session
 from flask_login import login_user, logout_user
 
 from .auth import _FINGERPRINT, Operator, _new_session_id
+from .config_errors import ConfigError
+from .config_sso import proxies_missing
 
 #: what an SSO operator's fingerprint is made of instead of a password hash: the proxy
 #: vouches for the name, and a password-login session of the same name never matches it
@@ -49,6 +51,9 @@ def init_app(app: Flask) -> None:
     db = app.config["KV_SETTINGS"].dashboard
     if not db.trusted_auth_header or db.forwarded_proxies < 1:
         return  # the header is ignored (load_settings warned when it is set)
+    if not db.trusted_auth_proxies:  # load_settings refuses this; settings built in code too
+        raise ConfigError("invalid setting Dashboard__TrustedAuthProxies: "
+                          + proxies_missing(db.trusted_auth_header))
     app.extensions["sso"] = _SsoSettings(
         header=db.trusted_auth_header, groups_header=db.trusted_auth_groups_header,
         roles=dict(db.trusted_auth_roles), default_role=db.trusted_auth_default_role,

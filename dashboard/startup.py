@@ -6,7 +6,8 @@ does not, so tests and tools can build apps freely.
 
 - Nobody could log in: no ``Dashboard__Users``, no ``Dashboard__UsersFile`` entry, no
   single sign-on that can take effect (``Dashboard__TrustedAuthHeader`` with
-  ``Dashboard__ForwardedProxies`` > 0) and not demo mode. The dashboard has no anonymous
+  ``Dashboard__ForwardedProxies`` > 0; ``load_settings`` already refused it without
+  ``Dashboard__TrustedAuthProxies``) and not demo mode. The dashboard has no anonymous
   read-only mode: every page but the probes needs an operator.
 - A ``PasswordHash`` that is not a hash (a plain password pasted in): no password would
   ever match it. Its value is never shown.
@@ -54,7 +55,8 @@ def check_operators(settings: Settings) -> None:
             "dashboard has no anonymous mode): set Dashboard__Users__0__Name, "
             "Dashboard__Users__0__PasswordHash (from `toska-kv hash-password`) and "
             "Dashboard__Users__0__Role, or Dashboard__UsersFile, or single sign-on with "
-            "Dashboard__TrustedAuthHeader and Dashboard__ForwardedProxies")
+            "Dashboard__TrustedAuthHeader, Dashboard__TrustedAuthProxies and "
+            "Dashboard__ForwardedProxies")
 
 
 def refuse_broken_setup(settings: Settings) -> None:

@@ -485,6 +485,25 @@ def test_errors_mask_secrets(env, setting, secret):
     assert "***" in message or "Role" in setting
 
 
+@pytest.mark.parametrize("url", [
+    "http://ops:hunter2@kv:4000",
+    "http://hunter2@kv:4000/",  # a token pasted in as a user name
+    "https://ops:hunter2@kv",
+    "http://:hunter2@kv:4000",
+    "http://ops:hunter2@kv:99999",  # refused for its userinfo before its port
+    "kv://hunter2@kv",  # refused for its userinfo before its scheme, never shown
+])
+def test_a_base_url_with_userinfo_is_refused_with_it_masked(url):
+    # httpx would send the userinfo as Basic auth instead of the Bearer AuthToken
+    message = error_of(environ={"Mesh__KeyValue__ToskaStore__BaseUrl": url,
+                                "Mesh__KeyValue__ToskaStore__AuthToken": "tok"})
+    assert message.startswith("invalid setting Mesh__KeyValue__ToskaStore__BaseUrl "
+                              "(from environment): ")
+    assert "hunter2" not in message and "ops" not in message
+    assert "***@kv" in message
+    assert "user name or password" in message and "Mesh__KeyValue__ToskaStore__AuthToken" in message
+
+
 def test_invalid_setting_in_file_names_the_file(tmp_path):
     path = write(tmp_path, {"Mesh": {"KeyValue": {"Redis": {"Database": "x"}}}})
     message = error_of(path=path, environ={})

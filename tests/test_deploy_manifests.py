@@ -203,6 +203,26 @@ def test_the_configmap_is_a_valid_configuration_for_the_ingress_path():
         assert url is not None and url.startswith(("redis://", "rediss://"))
 
 
+def test_the_configmaps_single_sign_on_example_names_its_proxies_and_not_loopback():
+    import ipaddress
+
+    text = (MANIFESTS / "configmap.yaml").read_text()
+    example = re.findall(r"(?m)^  # (Dashboard__TrustedAuth\w+: .*)$", text)
+    assert {line.split(":")[0] for line in example} >= {
+        "Dashboard__TrustedAuthHeader", "Dashboard__TrustedAuthProxies"}
+    data = {k: str(v) for k, v in _one("ConfigMap", "kv-dashboard-config")["data"].items()}
+    uncommented = {**data, **yaml.safe_load("\n".join(example))}
+    settings = load_settings(environ=uncommented).dashboard
+    assert settings.trusted_auth_header == "X-Forwarded-User"
+    assert settings.trusted_auth_proxies
+    for network in map(ipaddress.ip_network, settings.trusted_auth_proxies):
+        assert not network.is_loopback and network.prefixlen > 0
+    # the proxy list is what makes the header usable: without it the pod would not start
+    without = {k: v for k, v in uncommented.items() if k != "Dashboard__TrustedAuthProxies"}
+    with pytest.raises(ConfigError, match="Dashboard__TrustedAuthProxies"):
+        load_settings(environ=without)
+
+
 def test_secret_settings_come_from_secrets_never_from_literals():
     for workload in _workloads():
         container = _container(workload)

@@ -19,6 +19,8 @@ EDIT = f"/key/edit?key={KEY}"
 SSO = {
     "ForwardedProxies": 1,
     "TrustedAuthHeader": "X-Forwarded-User",
+    # a sidecar proxy in the pod: the test client's peer is 127.0.0.1
+    "TrustedAuthProxies": "127.0.0.1",
     "TrustedAuthGroupsHeader": "X-Forwarded-Groups",
     "TrustedAuthRoles": {"platform-admins": "editor", "kv-readers": "viewer"},
 }
@@ -188,7 +190,7 @@ def test_an_untrusted_peer_cannot_name_itself(store, caplog):
     ("10.1.2.3", True),
     ("::ffff:10.1.200.4", True),  # an IPv4 peer on a dual-stack socket
     ("10.2.0.1", False),
-    ("127.0.0.1", False),  # loopback is the default only while nothing is configured
+    ("127.0.0.1", False),  # a kubectl port-forward: loopback is trusted only when listed
 ])
 def test_trusted_proxies_are_matched_against_the_original_peer(store, peer, trusted):
     client = sso_client(store, TrustedAuthProxies="10.1.0.0/16, fd00::/8")
@@ -241,7 +243,58 @@ def test_defaults():
     settings = load_settings(environ={}).dashboard
     assert settings.trusted_auth_header is None
     assert settings.trusted_auth_default_role == "viewer"
-    assert settings.trusted_auth_proxies == ("127.0.0.0/8", "::1/128")
+    assert settings.trusted_auth_proxies == ()  # no default: loopback is port-forward's too
+
+
+@pytest.mark.parametrize("forwarded", ["1", "0"])
+def test_the_header_without_a_proxy_list_stops_start_up(forwarded):
+    # a loopback default trusted every `kubectl port-forward` to the pod as the proxy
+    with pytest.raises(ConfigError) as failure:
+        load_settings(environ={"Dashboard__ForwardedProxies": forwarded,
+                               "Dashboard__TrustedAuthHeader": "X-Forwarded-User"})
+    message = str(failure.value)
+    assert message.startswith("invalid setting Dashboard__TrustedAuthProxies ")
+    assert "is not set" in message and "port-forward" in message and "\n" not in message
+    # an empty list is not a list either
+    with pytest.raises(ConfigError, match="Dashboard__TrustedAuthProxies"):
+        load_settings(environ={"Dashboard__ForwardedProxies": forwarded,
+                               "Dashboard__TrustedAuthHeader": "X-Forwarded-User",
+                               "Dashboard__TrustedAuthProxies": " , "})
+
+
+def test_settings_built_without_a_proxy_list_stop_the_app():
+    from dataclasses import replace
+
+    from dashboard import create_app
+
+    settings = load_settings(environ={}, overrides={"Dashboard": {
+        "SecretKey": "a-long-enough-secret-key-0123456789", "SessionStorage": "memory://"}})
+    settings = replace(settings, dashboard=replace(
+        settings.dashboard, trusted_auth_header="X-Forwarded-User", forwarded_proxies=1))
+    with pytest.raises(ConfigError, match="Dashboard__TrustedAuthProxies"):
+        create_app({"TESTING": True, "KV_SETTINGS": settings})
+
+
+def test_a_port_forward_cannot_name_itself_behind_an_ingress(store):
+    # the proxy list names the ingress; a port-forward arrives from loopback: ignored, and
+    # a password login through the port-forward still works (README "Single sign-on")
+    client = sso_client(store, TrustedAuthProxies="10.1.0.0/16")
+    assert is_login_redirect(client.get("/services", headers=via_proxy("ed", "platform-admins")))
+    login(client, "vi")
+    assert who(client.get("/services", headers=via_proxy("ed", "platform-admins"))) == (
+        "vi (viewer)")
+
+
+def test_a_loopback_proxy_list_is_warned_about_port_forwards():
+    environ = {"Dashboard__ForwardedProxies": "1",
+               "Dashboard__TrustedAuthHeader": "X-Forwarded-User"}
+    for proxies in ("127.0.0.1", "::1", "10.0.0.0/8,127.0.0.0/8"):
+        warnings = load_settings(environ={**environ,
+                                          "Dashboard__TrustedAuthProxies": proxies}).warnings
+        assert any("trusts loopback" in w and "port-forward" in w for w in warnings), proxies
+    warnings = load_settings(environ={**environ,
+                                      "Dashboard__TrustedAuthProxies": "10.0.0.0/8"}).warnings
+    assert not any("loopback" in w for w in warnings)
 
 
 @pytest.mark.parametrize(("name", "value", "words"), [
