@@ -223,16 +223,25 @@ def _rate_limited(error: RateLimitExceeded):
 
 @login_manager.user_loader
 def _load_operator(name: str) -> Operator | None:
-    sso = g.get("sso_operator")
+    return operator_of(current_app, name, session.get(_FINGERPRINT), g.get("sso_operator"))
+
+
+def operator_of(app: Flask, name: str, fingerprint: object,
+                sso: Operator | None = None) -> Operator | None:
+    """The operator a session of ``name`` (logged in as ``fingerprint``) still is; None if none.
+
+    The one rule for every request and every long-lived response (``dashboard.lifecycle``
+    asks again while a stream is open): removed, or a new password or role since the
+    session logged in, means logged out. ``sso``: the operator the authenticating proxy
+    vouched for on the request, with that request's role.
+    """
     if sso is not None and sso.name == name:
-        # vouched for by the proxy on this very request, with this request's role
         operator: Operator | None = sso
     else:
         # a single sign-on session without the proxy's header matches no configured operator
         # (its fingerprint has no password hash): logged out
-        operator = current_app.extensions["operators"].get(name)
-    if operator is None or session.get(_FINGERPRINT) != operator.fingerprint:
-        # removed, or a new password or role since this session logged in: log in again
+        operator = app.extensions["operators"].get(name)
+    if operator is None or fingerprint != operator.fingerprint:
         return None
     return operator
 

@@ -5,7 +5,11 @@ workers a stream holds a worker thread for as long as the page is open. So each 
 serves at most ``Dashboard:MaxLiveStreams`` streams (``LiveSlots``); past that, a clear
 503. The stream sends a keepalive comment every ``KEEPALIVE_S`` seconds even when nothing
 changes: writing to a browser that went away fails at once, so its slot and its store
-stream are freed within seconds (``finally``), never left to a TCP timeout.
+stream are freed within seconds (``finally``), never left to a TCP timeout. The stream is a
+``lifecycle.long_lived`` response: its slot is given back when the response closes, whatever
+the method (HEAD takes none), and before each event and keepalive its session is checked
+again in the session storage: logged out, timed out, or an operator removed or changed, the
+stream ends with its ``end`` event.
 
 What the browser receives are server-rendered, escaped HTML fragments (the token and the
 store never reach it). The store stream is the provider's ``watch``; when it ends or fails,
@@ -20,8 +24,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from flask import Flask, Response, current_app, render_template, stream_with_context
+from flask import Flask, Response, current_app, render_template
 
+from . import lifecycle
 from .providers.base import Entry, EntryPage, KeyValueProvider, now_ms
 from .providers.changes import ChangeEvent, ChangeStream
 from .providers.errors import HistoryGone, NotFound, ProviderError
@@ -200,13 +205,16 @@ def stream(store: KeyValueProvider, prefix: str, *, mode: str, key: str | None,
            since: int | None, once: bool = False, seen: str = "",
            seen_max_bytes: int = 0,
            on_end: Callable[[], None] | None = None) -> Response:
-    """The SSE response for one live page; the caller has taken a slot, released at the end.
+    """The SSE response for one live page, through ``lifecycle.long_lived``.
 
-    ``once``: send what the store replays (or what arrives within a moment) and end, for
-    scripts and tests; a page stays connected. ``seen``: for a key or edit page, the
-    ``seen_token`` of what it shows, so a change made before it connected is said too.
+    It takes one of this process's slots (a 503 when none is free) and gives it back when
+    the response closes, whatever the method (HEAD takes none); it ends with its ``end``
+    event once its session is gone or its operator may no longer see it (checked before
+    every event and keepalive). ``once``: send what the store replays (or what arrives
+    within a moment) and end, for scripts and tests; a page stays connected. ``seen``: for
+    a key or edit page, the ``seen_token`` of what it shows, so a change made before it
+    connected is said too.
     """
-    live = slots()
 
     def events() -> Iterator[str]:
         current: ChangeStream | None = None
@@ -264,25 +272,41 @@ def stream(store: KeyValueProvider, prefix: str, *, mode: str, key: str | None,
                 if event is None:
                     if once:
                         break
-                    yield ": keepalive\n\n"  # fails at once when the browser has gone
+                    # the session is checked again before it is sent; and writing it fails
+                    # at once when the browser has gone
+                    yield ": keepalive\n\n"
                     continue
                 last = event.revision
                 message = render_event(mode, event, key)
                 if message is not None:
                     yield message.encode()
             if not _STOPPING.is_set():
-                yield "event: end\ndata: \n\n"
+                yield END
         finally:
             if current is not None:
                 current.close()
-            live.release()
-            if on_end is not None:
-                on_end()
 
-    response = Response(stream_with_context(events()), mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Accel-Buffering"] = "no"  # nginx ingress: pass each event at once
-    return response
+    return lifecycle.long_lived(events, mimetype="text/event-stream", headers=STREAM_HEADERS,
+                                ended=ended, slots=slots(), refused=refused, on_close=on_end)
+
+
+#: the last event of a stream: the page's EventSource closes (``sse-close="end"``)
+END = "event: end\ndata: \n\n"
+STREAM_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Accel-Buffering": "no",  # nginx ingress: pass each event at once
+}
+
+
+def ended(reason: str) -> str:
+    """The last message of a stream whose session is gone: why, then ``end``."""
+    return Sse("unavailable", render_template("live/_unavailable.html", reason=reason)).encode() + END
+
+
+def refused() -> Response:
+    """Every slot of this process is taken: a clear 503 (ordinary pages keep working)."""
+    return Response(full_message() + "\n", 503, mimetype="text/plain",
+                    headers={"Retry-After": "10", "Cache-Control": "no-store"})
 
 
 def _wait(seconds: float) -> Iterator[str]:

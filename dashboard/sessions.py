@@ -4,10 +4,16 @@ Logout deletes the stored session, so a copied cookie dies with it on every repl
 shares the storage (a Redis from ``Dashboard:SessionStorage``; else files in a private
 temp directory, shared by the workers of one host). Records are JSON, never pickle, and
 are stored under a digest of the id, so reading the storage yields no usable cookie.
+
+A session deleted (logout, expiry) is never written back: a request that began before the
+deletion and saves after it only *refreshes* a record that still exists, in one step the
+storage makes atomic for every replica and worker (``SET ... XX`` on Redis; a lock file
+shared by the workers of one host for files; a lock for this process's memory).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import math
 import os
@@ -82,9 +88,66 @@ class _JSONRecords(JSONSerializer):
 class _RedisSessions(RedisCache):
     serializer = _JSONRecords()
 
+    def replace(self, key: str, value: Any, timeout: int) -> bool:
+        """Write ``value`` only if ``key`` still exists (one atomic ``SET ... XX``)."""
+        return bool(self._write_client.set(f"{self._get_prefix()}{key}",
+                                           self.serializer.dumps(value), ex=timeout, xx=True))
+
 
 class _FileSessions(FileSystemCache):
+    """Session files; a refresh and a delete hold one lock file, so the workers of a host
+    never write back a record another worker deleted meanwhile."""
+
     serializer = _JSONRecords()
+    #: ends like cachelib's own temporary files, so its listing and pruning skip it
+    _LOCK_NAME = "kv-session-lock"
+
+    def _locked(self) -> Any:
+        path = os.path.join(self._path, self._LOCK_NAME + self._fs_transaction_suffix)
+        return _FileLock(path, self._mode)
+
+    def replace(self, key: str, value: Any, timeout: int) -> bool:
+        """Write ``value`` only if ``key`` still exists and has not expired."""
+        with self._locked():
+            if not self.has(key):
+                return False
+            return bool(self.set(key, value, timeout))
+
+    def delete(self, key: str, mgmt_element: bool = False) -> bool:
+        if mgmt_element:
+            return super().delete(key, mgmt_element=True)
+        with self._locked():
+            return super().delete(key)
+
+
+class _FileLock:
+    """An exclusive ``flock`` on ``path`` (shared by every process of the host)."""
+
+    def __init__(self, path: str, mode: int) -> None:
+        self.path, self.mode = path, mode
+        self.fd = -1
+
+    def __enter__(self) -> _FileLock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, self.mode)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self.fd)
+
+
+class _MemorySessions(SimpleCache):
+    """This process's sessions (``memory://``)."""
+
+    def replace(self, key: str, value: Any, timeout: int) -> bool:
+        """Write ``value`` only if ``key`` still exists and has not expired."""
+        with self._lock:  # re-entrant: ``has`` and ``set`` take it too
+            if not self.has(key):
+                return False
+            return bool(self.set(key, value, timeout))
 
 
 _SID = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -126,10 +189,11 @@ class ServerSessionInterface(SessionInterface):
         # Secure whenever the operator came over HTTPS (directly or via the ingress)
         return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
 
-    def open_session(self, app: Flask, request: Request) -> ServerSession:  # type: ignore[override]
-        sid = request.cookies.get(self.get_cookie_name(app), "")
-        if not _SID.fullmatch(sid):
-            return ServerSession()
+    def _read(self, app: Flask, sid: str, *, end_expired: bool) -> tuple[Any, Any, Any]:
+        """(data, created, seen) of the stored session ``sid``; Nones when it has ended.
+
+        Raises what the storage raises when it does not answer.
+        """
         now = self._now(app)
         data = created = seen = None
         try:
@@ -139,10 +203,32 @@ class ServerSessionInterface(SessionInterface):
                 if (isinstance(created, (int, float)) and isinstance(seen, (int, float))
                         and now - seen <= self.idle and now - created <= self.lifetime):
                     data = self.serializer.loads(record.get("data", ""))
-                else:  # idle or too old: gone for every replica
+                elif end_expired:  # idle or too old: gone for every replica
                     self.cache.delete(self._key(sid))
         except (ValueError, TypeError):
             data = None  # a record this version cannot read: a new session
+        if not isinstance(data, dict) or created is None or seen is None:
+            return None, None, None
+        return data, created, seen
+
+    def stored(self, app: Flask, sid: str | None) -> dict[str, Any] | None:
+        """The session ``sid`` as the storage holds it now (None: logged out or expired).
+
+        For long-lived responses (``dashboard.lifecycle``), which must not trust the copy
+        their request began with. Never extends the session: a stream is not a use. Raises
+        what the storage raises when it does not answer.
+        """
+        if not sid or not _SID.fullmatch(sid):
+            return None
+        data, _created, _seen = self._read(app, sid, end_expired=False)
+        return data
+
+    def open_session(self, app: Flask, request: Request) -> ServerSession:  # type: ignore[override]
+        sid = request.cookies.get(self.get_cookie_name(app), "")
+        if not _SID.fullmatch(sid):
+            return ServerSession()
+        try:
+            data, created, seen = self._read(app, sid, end_expired=True)
         except Exception as error:  # redis.RedisError, OSError: the storage is down
             app.logger.error("session storage %s did not answer: %s", self.where, error)
             session = ServerSession()
@@ -188,10 +274,25 @@ class ServerSessionInterface(SessionInterface):
         remaining = min(self.idle, self.lifetime - (now - session.created))
         record = {"data": self.serializer.dumps(dict(session)), "created": session.created,
                   "seen": now}
-        self.cache.set(self._key(session.sid), record, timeout=max(1, math.ceil(remaining)))
+        timeout = max(1, math.ceil(remaining))
         if new_id:
+            self.cache.set(self._key(session.sid), record, timeout=timeout)
             # no Expires: the browser forgets it on close; the server ends it in any case
             response.set_cookie(name, session.sid, **cookie)
+        elif not self._refresh(self._key(session.sid), record, timeout):
+            # logged out (another tab, another replica) or expired while this request ran:
+            # never written back. The cookie is left as it is: another tab may have logged
+            # in meanwhile, and its new cookie must not be deleted by this late answer.
+            session.sid = None
+
+    def _refresh(self, key: str, record: dict[str, Any], timeout: int) -> bool:
+        """Write ``record`` only over a record that still exists, atomically; False if gone."""
+        replace = getattr(self.cache, "replace", None)
+        if replace is None:  # a storage of another kind: not atomic, but never a resurrection
+            if not self.cache.has(key):
+                return False
+            return bool(self.cache.set(key, record, timeout=timeout))
+        return bool(replace(key, record, timeout))
 
 
 def session_interface(settings: Settings, secret: str) -> ServerSessionInterface:
@@ -208,7 +309,7 @@ def session_interface(settings: Settings, secret: str) -> ServerSessionInterface
         cache = _RedisSessions(client, key_prefix="kvdash:session:")
         where = mask_url(url)
     elif scheme == "memory":
-        cache, where = SimpleCache(threshold=_MAX_LOCAL_SESSIONS), "memory://"
+        cache, where = _MemorySessions(threshold=_MAX_LOCAL_SESSIONS), "memory://"
     else:
         if scheme == "file":
             assert url is not None

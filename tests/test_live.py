@@ -18,7 +18,7 @@ from dashboard.providers.base import NO_TTL, TtlChange
 from dashboard.providers.redis import RedisProvider
 from dashboard.providers.toskastore import ToskaStoreProvider
 from dashboard.providers.toskastore_watch import WatchStream
-from tests.support.live import serve_app
+from tests.support.live import login_http, read_until, serve_app
 from tests.support.redis_server import RedisServer
 from tests.support.webapp import make_app
 
@@ -238,16 +238,6 @@ def test_redis_resume_and_dropped_connection_say_events_were_missed(notifying_re
 
 # --- the dashboard's streams ----------------------------------------------------------------
 
-def login_http(client: httpx.Client) -> None:
-    from tests.support.webapp import OPERATORS
-
-    page = client.get("/login").text
-    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-    answer = client.post("/login", data={"username": "ed", "password": OPERATORS["ed"][0],
-                                         "csrf_token": token})
-    assert answer.status_code == 302
-
-
 def test_stream_cap_is_enforced_and_a_gone_browser_frees_its_slot(toska, prefix):
     _server, provider = toska
     app = make_app(provider, dashboard={"MaxLiveStreams": 1})
@@ -263,15 +253,15 @@ def test_stream_cap_is_enforced_and_a_gone_browser_frees_its_slot(toska, prefix)
             lines = held.iter_lines()
             assert next(lines).startswith("retry:")
             wait_for(lambda: live.slots(app).open == 1, what="the slot to be taken")
-            refused = second.get("/live/stream", params={"prefix": prefix})
-            assert refused.status_code == 503
-            assert "Dashboard__MaxLiveStreams" in refused.text and "limit of 1" in refused.text
+            # the status first: past a missing cap this would stream forever, not fail
+            with second.stream("GET", "/live/stream", params={"prefix": prefix}) as refused:
+                assert refused.status_code == 503, "a stream was served past the cap"
+                text = refused.read().decode()
+            assert "Dashboard__MaxLiveStreams" in text and "limit of 1" in text
             page = second.get("/live", params={"prefix": prefix})
             assert page.status_code == 503 and 'data-testid="live-full"' in page.text
             provider.put(prefix + "seen", "1", ttl=NO_TTL)
-            for line in lines:
-                if line.startswith("event: change"):
-                    break
+            read_until(lines, lambda line: line.startswith("event: change"))
         # the client hung up: the next keepalive fails and the slot is freed
         wait_for(lambda: live.slots(app).open == 0, what="the slot to be freed")
         assert second.get("/live", params={"prefix": prefix}).status_code == 200
@@ -354,7 +344,9 @@ def test_the_dashboard_reconnects_with_the_last_revision(prefix):
                 lines = held.iter_lines()
                 wait_for(lambda: live.slots(app).open == 1, what="the stream to open")
                 store.put(prefix + "before", "1")
+                deadline = time.monotonic() + 30  # keepalives never let a read time out
                 for line in lines:
+                    assert time.monotonic() < deadline, f"timed out; rows seen: {seen}"
                     if line.startswith("data: <tr"):
                         seen.append(line.split('data-key="', 1)[1].split('"', 1)[0])
                         if len(seen) == 1:
@@ -409,7 +401,9 @@ def test_the_redis_feed_carries_events_through_the_dashboard(notifying_redis, pr
             provider.put(prefix + "k", "hello", ttl=NO_TTL)
             provider.delete(prefix + "k")
             ops = []
+            deadline = time.monotonic() + 15  # keepalives never let a read time out
             for line in lines:
+                assert time.monotonic() < deadline, f"timed out; ops seen: {ops}"
                 if line.startswith("data: <tr"):
                     ops.append(line.split('data-op="', 1)[1].split('"', 1)[0])
                 if len(ops) == 2:

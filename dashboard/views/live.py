@@ -55,11 +55,9 @@ def stream():
         # an answer the EventSource accepts, then "end": it must not keep reconnecting
         message = live.Sse("unavailable", render_template("live/_unavailable.html",
                                                           reason=reason)).encode()
-        return Response(message + "event: end\ndata: \n\n", mimetype="text/event-stream",
+        return Response(message + live.END, mimetype="text/event-stream",
                         headers={"Cache-Control": "no-store"})
-    if not live.slots().acquire():
-        return Response(live.full_message() + "\n", 503, mimetype="text/plain",
-                        headers={"Retry-After": "10", "Cache-Control": "no-store"})
+    # a slot is taken (and given back when the response closes) inside: HEAD takes none
     seen = request.args.get("seen", "") if mode in ("key", "edit") else ""
     return live.stream(store, prefix, mode=mode, key=key, since=since,
                        once=request.args.get("once") in ("1", "true"), seen=seen,

@@ -53,3 +53,57 @@ def log_in(page, name: str = "ed") -> None:
     page.fill("input[name=password]", OPERATORS[name][0])
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/services$"))
+
+
+# --- streams over HTTP, each read with a deadline (a test fails, it never hangs) -----------
+
+#: the longest a test waits for what it expects from a stream (keepalives come every 2 s)
+STREAM_DEADLINE_S = 15.0
+COOKIE = "kvdash_session"
+
+
+def login_http(client, name: str = "ed") -> None:
+    """Log ``client`` (an ``httpx.Client`` on a served app) in through the form."""
+    from tests.support.webapp import OPERATORS
+
+    page = client.get("/login").text
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    answer = client.post("/login", data={"username": name, "password": OPERATORS[name][0],
+                                         "csrf_token": token})
+    assert answer.status_code == 302, answer.text
+
+
+def logout_http(client) -> None:
+    """Log out through the form, as another tab of the same browser would."""
+    page = client.get("/services")
+    assert page.status_code == 200, "the other tab is not logged in"
+    token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    answer = client.post("/logout", data={"csrf_token": token})
+    assert answer.status_code == 302 and "/login" in answer.headers["location"], answer.text
+
+
+def same_browser(url: str, client, timeout: float = 10):
+    """Another ``httpx.Client`` holding ``client``'s session cookie (another tab)."""
+    import httpx
+
+    return httpx.Client(base_url=url, timeout=timeout,
+                        cookies={COOKIE: client.cookies.get(COOKIE)})
+
+
+def read_until(lines, stop, *, never=None, timeout_s: float = STREAM_DEADLINE_S) -> list[str]:
+    """Lines of an open stream up to the first for which ``stop(line)`` holds (included).
+
+    Fails at once on a line for which ``never(line)`` holds, when the stream ends first, and
+    when ``timeout_s`` passes (the client's read timeout bounds each single read).
+    """
+    import time
+
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    for line in lines:
+        seen.append(line)
+        assert never is None or not never(line), f"unexpected line {line!r} after {seen[:-1]}"
+        if stop(line):
+            return seen
+        assert time.monotonic() < deadline, f"timed out ({timeout_s} s) on a stream: {seen}"
+    raise AssertionError(f"the stream ended without the line awaited: {seen}")
