@@ -172,7 +172,7 @@ def seen_token(entry: Entry) -> str:
     """
     if entry.version is not None and entry.lease_id is None:
         return f"v{entry.version}"
-    return "" if entry.partial else entry.token
+    return entry.token if entry.verifiable else ""  # a preview, or too big to digest
 
 
 def change_before_connect(store: KeyValueProvider, key: str, seen: str,

@@ -182,15 +182,18 @@ class MeteredProvider(KeyValueProvider):
         return self._call("list_keys", self._inner.list_keys, prefix, cursor=cursor, limit=limit)
 
     def scan(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100,
-             preview_bytes: int | None = None):
+             preview_bytes: int | None = None, work: Any = None):
         return self._call("scan", self._inner.scan, prefix, cursor=cursor, limit=limit,
-                          preview_bytes=preview_bytes)
+                          preview_bytes=preview_bytes, work=work)
 
     def get(self, key: str, *, max_bytes: int | None = None):
         return self._call("get", self._inner.get, key, max_bytes=max_bytes)
 
-    def mget(self, keys: Sequence[str]):
-        return self._call("mget", self._inner.mget, keys)
+    def mget(self, keys: Sequence[str], *, exact: bool = False):
+        return self._call("mget", self._inner.mget, keys, exact=exact)
+
+    def read_bytes(self, key: str):
+        return self._call("read_bytes", self._inner.read_bytes, key)
 
     def exists_many(self, keys: Sequence[str]):
         return self._call("exists_many", self._inner.exists_many, keys)

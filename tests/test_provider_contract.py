@@ -13,7 +13,7 @@ import json
 import pytest
 
 from dashboard.providers.base import KEEP_TTL, NO_TTL, Entry, TtlChange
-from dashboard.providers.errors import Conflict, NotFound, Unsupported
+from dashboard.providers.errors import Conflict, InvalidRequest, NotFound, Unsupported
 
 ODD_KEYS = ["a/b", "a%2Fb", "a?b#c", "../x", "sp ace", "ünï:cødé", "x:y:z", "tab\there", "Ω/%20"]
 HOUR_MS = 3_600_000
@@ -237,3 +237,66 @@ def test_exists_many_tells_present_from_absent(backend, provider, prefix):
     backend.seed({prefix + "a": "1", prefix + "ab": "2"})
     found = provider.exists_many([prefix + "a", prefix + "b", prefix + "ab", prefix + "a"])
     assert found == {prefix + "a": True, prefix + "b": False, prefix + "ab": True}
+
+
+# --- exact content: raw bytes and tokens of the exact content (issue 15, items 5 and 7) --------
+
+def _raw_client(backend):
+    """The backend's own redis-py client where the store holds bytes (Redis), else None."""
+    return backend.extra.get("raw")
+
+
+def test_read_bytes_answers_the_stored_bytes(backend, provider, prefix):
+    key = prefix + "doc"
+    value = '{"name":"ünï cødé ☃","n":1}'
+    provider.put(key, value, ttl=NO_TTL)
+    assert provider.read_bytes(key) == value.encode("utf-8")
+    assert provider.get(key).size == len(value.encode("utf-8"))
+    with pytest.raises(NotFound):
+        provider.read_bytes(prefix + "missing")
+    raw = _raw_client(backend)
+    if raw is None:
+        assert not caps(provider).non_string_types  # a text store: its bytes are its text
+        return
+    binary = bytes(range(256)) * 4  # 1,024 bytes, most of them not UTF-8
+    raw.set((prefix + "bin").encode(), binary)
+    assert provider.read_bytes(prefix + "bin") == binary
+    entry = provider.get(prefix + "bin")
+    assert entry.size == 1024 and entry.exact_bytes == binary
+    raw.hset((prefix + "h").encode(), mapping={b"f": b"v"})
+    with pytest.raises(InvalidRequest):
+        provider.read_bytes(prefix + "h")
+
+
+def test_a_bulk_token_is_exact_and_conditions_a_write(provider, prefix):
+    # the import plan's tokens come from mget(exact=True): on a store with versions they
+    # are of the content (bulk reads carry no version there), and still compare exactly
+    key = prefix + "cfg"
+    provider.put(key, '{"v":1}', ttl=NO_TTL)
+    seen = provider.mget([key], exact=True)[key]
+    assert seen.verifiable and provider.get(key).matches(seen.token)
+    provider.put(key, '{"v":2}', ttl=NO_TTL)  # another writer
+    assert not provider.get(key).matches(seen.token)
+    with pytest.raises(Conflict):
+        provider.put(key, '{"v":"mine"}', ttl=NO_TTL, expected=seen.token)
+    assert provider.get(key).value == '{"v":2}'
+    fresh = provider.mget([key], exact=True)[key]
+    assert provider.put(key, '{"v":3}', ttl=NO_TTL, expected=fresh.token).value == '{"v":3}'
+
+
+def test_a_byte_changed_since_the_read_is_a_conflict_even_if_it_shows_the_same(backend,
+                                                                                provider, prefix):
+    raw = _raw_client(backend)
+    if raw is None:
+        assert not caps(provider).non_string_types
+        return
+    key = prefix + "bin"
+    raw.set(key.encode(), b"\xff\xfe")
+    seen = provider.get(key)
+    raw.set(key.encode(), b"\xfe\xff")  # another writer: shown the same ("\ufffd\ufffd")
+    assert provider.get(key).value == seen.value
+    with pytest.raises(Conflict):
+        provider.put(key, "mine", ttl=NO_TTL, expected=seen.token)
+    with pytest.raises(Conflict):
+        provider.delete(key, expected=seen.token)
+    assert raw.get(key.encode()) == b"\xfe\xff"

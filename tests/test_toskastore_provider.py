@@ -16,7 +16,7 @@ import pytest
 
 from dashboard.devstore import start_devstore
 from dashboard.providers import errors
-from dashboard.providers.base import NO_TTL, TtlChange, value_token
+from dashboard.providers.base import NO_TTL, TtlChange, content_token
 from dashboard.providers.toskastore import ToskaStoreProvider, default_index_key_for
 from tests.support.other_servers import HTML_PAGE, Background, answering_everything
 
@@ -329,7 +329,7 @@ def test_stale_digest_conflicts_on_a_current_server(serve, connect):
     server = serve()
     provider = connect(server.url)
     provider.put("k", "mine", ttl=NO_TTL)
-    digest = value_token("string", "mine")
+    digest = content_token("string", b"mine")
     server.store.put("k", "theirs")
     with pytest.raises(errors.Conflict) as caught:
         provider.put("k", "overwrite", ttl=NO_TTL, expected=digest)
@@ -391,7 +391,7 @@ def test_legacy_entries_have_unknown_ttl_and_no_version(serve, connect):
     server.store.put("k", "v", ttl_ms=60_000)
     entry = connect(server.url).get("k")
     assert entry.value == "v" and not entry.ttl_known and entry.version is None
-    assert entry.ttl_ms is None and entry.token.startswith("h")
+    assert entry.ttl_ms is None and entry.token.startswith("x")
 
 
 def test_legacy_keep_ttl_is_unsupported_and_writes_nothing(serve, connect):
@@ -766,7 +766,7 @@ def test_a_stale_edit_on_0_9_1_is_refused_by_reading_first(serve, connect):
     server.store.put("svc:k", "seen")
     provider = connect(server.url)
     token = provider.get("svc:k").token
-    assert token.startswith("h")  # no versions: the token is the value's digest
+    assert token.startswith("x")  # no versions: the token is the value's digest
     server.store.put("svc:k", "changed by the service")
     with pytest.raises(errors.Conflict):
         provider.put("svc:k", "mine", ttl=NO_TTL, expected=token)

@@ -254,3 +254,49 @@ def test_editing_an_indexed_key_does_not_claim_to_add_it_to_the_index(running, c
     assert saved.status_code == 303
     page = text(client.get(saved.headers["Location"]))
     assert "Saved." in page and "added to" not in page
+
+
+# --- downloads and edits are byte-exact on every store (issue 15, items 5 and 7) --------------
+
+@pytest.fixture(scope="module", params=["devstore", "devstore-0.9.1", "devstore-legacy",
+                                        "redis", "redis-cluster"])
+def any_store(request):
+    from tests.support.backends import start_backend
+
+    with start_backend(request.param) as backend:
+        yield backend
+
+
+def test_a_download_is_the_stored_bytes(any_store):
+    client = make_app(any_store.provider).test_client()
+    login(client)
+    value = '{"name":"Zoë ☃","blob":"' + "x" * 70_000 + '"}'
+    any_store.seed({"dl:doc": value})
+    response = client.get("/key/download?key=dl:doc")
+    assert response.status_code == 200 and response.data == value.encode("utf-8")
+    assert response.headers["Content-Length"] == str(len(value.encode("utf-8")))
+    raw = any_store.extra.get("raw")
+    if raw is None:
+        return  # a text store: its values are text, downloaded as their UTF-8 bytes
+    binary = bytes(range(256)) * 4
+    raw.set(b"dl:bin", binary)
+    response = client.get("/key/download?key=dl:bin")
+    assert response.data == binary and response.headers["Content-Length"] == "1024"
+    raw.set(b"dl:one", b"\xff")
+    assert "1 B" in text(client.get("/key?key=dl:one"))
+
+
+def test_a_delete_form_of_a_binary_value_refuses_a_byte_changed_meanwhile(any_store):
+    raw = any_store.extra.get("raw")
+    if raw is None:
+        assert not any_store.provider.capabilities().non_string_types
+        return
+    client = make_app(any_store.provider).test_client()
+    login(client)
+    raw.set(b"dl:blob", b"\xff\xfe")
+    page = text(client.get("/key/delete?key=dl:blob"))
+    raw.set(b"dl:blob", b"\xfe\xff")  # another writer: the page would show the same
+    answer = post_form(client, "/key/delete", {
+        "key": "dl:blob", "expected_version": form_value(page, "expected_version"),
+        "confirm": "yes"})
+    assert answer.status_code == 409 and raw.get(b"dl:blob") == b"\xfe\xff"

@@ -43,6 +43,8 @@ class Capabilities:
     transactions: bool = False
     #: keys can be attached to leases whose expiry they follow (ToskaStore main)
     leases: bool = False
+    #: keys are any bytes, not only UTF-8 text (Redis; they arrive surrogate-escaped)
+    binary_keys: bool = False
 
     @property
     def key_listing(self) -> bool:
@@ -50,12 +52,57 @@ class Capabilities:
         return self.listing != "index"
 
 
-def value_token(kind: str, value: str | None, content: Any = None) -> str:
-    """An opaque concurrency token for stores without versions: a digest of the value."""
-    digest = hashlib.sha256(kind.encode())
-    digest.update(b"\0")
-    digest.update((value if value is not None else repr(content)).encode("utf-8", "surrogatepass"))
-    return "h" + digest.hexdigest()[:40]
+#: the prefix of a token that never matches: the content could not be read exactly (a Redis
+#: collection too big to digest, or read as a preview), so no write may be based on it
+UNVERIFIED = "u"
+
+
+def _length_prefixed(part: bytes) -> bytes:
+    return b"%d:" % len(part) + part
+
+
+def _as_bytes(part: bytes | str) -> bytes:
+    return part if isinstance(part, bytes) else part.encode("utf-8", "surrogateescape")
+
+
+def _score(score: float) -> bytes:
+    return format(float(score), ".17g").encode("ascii")
+
+
+def content_token(type_name: str, data: bytes | None = None, members: Any = None) -> str:
+    """The token of exact stored content: ``x`` and a SHA-1 of a canonical serialisation.
+
+    ``data`` is a string's bytes; ``members`` a collection in the ``Dumped.members`` shape.
+    Redis computes the same digest server-side (``redis_digest.SCRIPT``, which this must
+    match byte for byte), so a collection is compared without reading it here: every part
+    is length-prefixed, a hash's field/value pairs, a set's members and a zset's
+    member/score pairs are digested one by one and the digests sorted (an order that does
+    not depend on the server's locale), lists and streams are taken in order.
+    """
+    sha1 = hashlib.sha1
+    if type_name == "string":
+        body = data or b""
+    elif type_name == "hash":
+        body = "".join(sorted(
+            sha1(_length_prefixed(_as_bytes(f)) + _length_prefixed(_as_bytes(v))).hexdigest()
+            for f, v in members.items())).encode("ascii")
+    elif type_name == "set":
+        body = "".join(sorted(sha1(_length_prefixed(_as_bytes(m))).hexdigest()
+                              for m in members)).encode("ascii")
+    elif type_name == "zset":
+        body = "".join(sorted(sha1(_length_prefixed(_as_bytes(m)) + _score(s)).hexdigest()
+                              for m, s in members)).encode("ascii")
+    elif type_name == "list":
+        body = b"".join(_length_prefixed(_as_bytes(e)) for e in members)
+    elif type_name == "stream":
+        body = b"".join(
+            _length_prefixed(_as_bytes(entry_id)) + b"%d:" % len(fields)
+            + b"".join(_length_prefixed(_as_bytes(f)) + _length_prefixed(_as_bytes(v))
+                       for f, v in fields.items())
+            for entry_id, fields in members)
+    else:
+        raise ValueError(f"no exact token for a {type_name}")
+    return "x" + sha1(type_name.encode("ascii") + b"\n" + body).hexdigest()
 
 
 class _computed_once:
@@ -109,6 +156,12 @@ class Entry:
     #: milliseconds the read took (request to answer): a rewrite reaches the store about
     #: that much later, so a kept TTL is shortened by it (see ``ttl_to_keep_ms``)
     read_rtt_ms: int = 0
+    #: the exact stored bytes where ``value`` cannot hold them (Redis bytes that are not
+    #: UTF-8: ``value`` then shows U+FFFD in their place, for display only)
+    data: bytes | None = None
+    #: the token of the exact content, computed by the store (Redis: a server-side digest
+    #: of a hash, list, set, zset or stream); None where the token comes from ``value``
+    digest: str | None = None
 
     def ttl_to_keep_ms(self) -> int | None:
         """The TTL a rewrite must send so the key expires no later than it does now.
@@ -123,27 +176,59 @@ class Entry:
 
     @property
     def token(self) -> str:
-        """What a later conditional write compares against: version, else value digest.
+        """What a later conditional write compares against: the version, else the token of
+        the exact content (``content_token``: a string's bytes, a collection's digest).
 
         A leased key's version moves with every keepalive of its lease, so its token is
-        the value's digest: an edit then fails only when the value itself changed. A
-        preview (``partial``) has no token: it is never the base of a write.
+        the content's: an edit then fails only when the value itself changed. A preview
+        (``partial``) has no token: it is never the base of a write. Content that was not
+        read exactly (a collection shown as a preview, without ``digest``) has an
+        ``UNVERIFIED`` token, which no write accepts.
         """
         if self.partial:
             raise ValueError(f"{self.key!r} was read as a preview: read it whole to write it")
         if self.version is not None and self.lease_id is None:
             return f"v{self.version}"
-        return value_token(self.type, self.value, self.content)
+        return self.content_token
+
+    @property
+    def content_token(self) -> str:
+        """The token of the exact content (never the version); ``UNVERIFIED...`` if unknown."""
+        if self.digest is not None:
+            return self.digest
+        if self.type == "string" and self.value is not None and not self.partial:
+            return content_token("string", self.exact_bytes)
+        return f"{UNVERIFIED}:{self.type} not read exactly"
+
+    @property
+    def verifiable(self) -> bool:
+        """A write can be compared exactly against what this entry shows."""
+        if self.partial:
+            return False
+        return (self.version is not None and self.lease_id is None) or \
+            not self.content_token.startswith(UNVERIFIED)
+
+    @property
+    def exact_bytes(self) -> bytes:
+        """A string's stored bytes (``data``, else the text as UTF-8); a preview's start."""
+        if self.data is not None:
+            return self.data
+        if self.value is None:
+            raise ValueError(f"{self.key!r} holds a {self.type}, not bytes")
+        return self.value.encode("utf-8", "surrogatepass")
 
     def matches(self, token: str) -> bool:
         """Whether this entry is still what a reader who got ``token`` saw.
 
-        A value digest compares the value; a version token compares the version (also for
-        a leased key, whose own token is a digest).
+        A content token compares the exact content; a version token compares the version
+        (also for a leased key, whose own token is the content's). An ``UNVERIFIED``
+        token matches nothing.
         """
-        if token.startswith("h"):
-            return token == value_token(self.type, self.value, self.content)
-        return token == self.token or (self.version is not None and token == f"v{self.version}")
+        if token.startswith("v"):
+            return self.version is not None and token == f"v{self.version}"
+        if token.startswith(UNVERIFIED) or self.partial:
+            return False
+        return token == self.content_token
 
     @property
     def partial(self) -> bool:
@@ -155,6 +240,8 @@ class Entry:
         """Size of the value in UTF-8 bytes (0 for non-string types); encoded once."""
         if self.stored_size is not None:
             return self.stored_size
+        if self.data is not None:
+            return len(self.data)
         return len(self.value.encode("utf-8", "surrogatepass")) if self.value is not None else 0
 
     @property
@@ -312,13 +399,15 @@ class KeyValueProvider(ABC):
     @abstractmethod
     def scan(
         self, prefix: str = "", *, cursor: str | None = None, limit: int = 100,
-        preview_bytes: int | None = None,
+        preview_bytes: int | None = None, work: Any = None,
     ) -> EntryPage:
         """One page of entries (values, TTLs, metadata) under ``prefix``, in few round trips.
 
         With ``preview_bytes``, a store that can read part of a value (Redis ``GETRANGE``)
         reads only that much of each: such entries are ``partial`` (a preview, never the
         base of a write) and ``size`` is the whole value's. Other stores read values whole.
+        With ``work`` (a ``budget.WorkBudget``) the page's reads are charged to it and stop
+        at its byte budget: a ``budget.BudgetedPage`` whose ``unread`` keys follow.
         """
 
     @abstractmethod
@@ -327,11 +416,28 @@ class KeyValueProvider(ABC):
 
         With ``max_bytes``, a store that can read part of a value reads at most that much
         of a longer string (the entry is then ``partial``: for display, never a write).
+        Otherwise the entry's ``token`` is of its exact content (a Redis collection is
+        digested on the server, as by ``mget(exact=True)``).
         """
 
     @abstractmethod
-    def mget(self, keys: Sequence[str]) -> dict[str, Entry | None]:
-        """Read many keys in batched bulk requests; missing keys map to None, input order kept."""
+    def mget(self, keys: Sequence[str], *, exact: bool = False) -> dict[str, Entry | None]:
+        """Read many keys in batched bulk requests; missing keys map to None, input order kept.
+
+        With ``exact`` every entry can be the base of a write (its ``token`` is of the exact
+        content): Redis then digests each hash, list, set, zset or stream on the server (one
+        more command per such key, in the same round trip). Without it such entries carry
+        an ``UNVERIFIED`` token; strings are exact either way.
+        """
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """The exact stored bytes of a string value (a download), read whole.
+
+        ``NotFound`` when the key does not exist; ``InvalidRequest`` when it holds a Redis
+        hash, list, set, zset or stream. A store that keeps text answers its UTF-8 bytes
+        (a lone surrogate as its three bytes, as ``Entry.size`` counts it).
+        """
 
     def exists_many(self, keys: Sequence[str]) -> dict[str, bool]:
         """Which of ``keys`` exist, without reading their values where the store allows.
@@ -483,7 +589,7 @@ class KeyValueProvider(ABC):
     def search_values(
         self, prefix: str = "", query: str = "", *, regex: bool = False, icase: bool = False,
         cursor: str | None = None, limit: int = 50, budget: int = 2_000,
-        byte_budget: int = 16 * 1024 * 1024,
+        byte_budget: int = 16 * 1024 * 1024, work: Any = None,
     ):
         """One bounded step of a value search under ``prefix``: a ``search.SearchPage``
         whose ``hits`` hold each matching value with an excerpt around its first match.
@@ -494,9 +600,10 @@ class KeyValueProvider(ABC):
         """
         from . import search
 
+        work = work or search.value_budget(budget, byte_budget)
         return search.search_values(
-            self, prefix, query, search.scanned_entries(self, prefix), regex=regex,
-            icase=icase, cursor=cursor, limit=limit, budget=budget, byte_budget=byte_budget,
+            self, prefix, query, search.scanned_entries(self, prefix, work), regex=regex,
+            icase=icase, cursor=cursor, limit=limit, work=work,
             source=self.capabilities().listing)
 
     # -- live changes (``providers/changes.py``, ``dashboard/live.py``) --------------------

@@ -14,10 +14,13 @@ compare-and-set, on the key's primary in a cluster).
 Bytes and text: Redis keys and values are bytes. Keys are decoded as UTF-8 with
 ``errors="surrogateescape"`` so that *any* key, even one that is not valid UTF-8,
 round-trips exactly: a key taken from a page and passed back addresses the same bytes.
-Values (and the members shown in previews) are decoded with ``errors="replace"``: they
-are only displayed and edited as text, so a non-UTF-8 value shows U+FFFD where its bad
-bytes were, and writing it back stores that text. Tokens are computed over the decoded
-text, consistently on read and on compare.
+Values (and the members shown in previews) are decoded with ``errors="replace"`` for
+display: a non-UTF-8 value shows U+FFFD where its bad bytes were, and writing edited text
+back stores that text. What a write compares is exact, never the decoded text: a string
+read whole keeps its bytes (``Entry.data`` when they are not UTF-8) and its token is their
+digest; a hash, list, set, zset or stream read by ``get`` (or ``mget(exact=True)``) carries
+a digest of its whole content computed on the server (``redis_digest``). ``read_bytes``
+answers a string's stored bytes (downloads).
 
 A standalone server is read on the first endpoint of the connection string, one database.
 A Redis Cluster has only database 0; another configured database is a clear error.
@@ -57,7 +60,7 @@ COUNT_STEPS = 16
 
 _CAPABILITIES = Capabilities(
     listing="scan", ordered=False, versions=False, ttl_visible=True, atomic_cas=True,
-    mget_ttl=True, non_string_types=True, watch=False,
+    mget_ttl=True, non_string_types=True, watch=False, binary_keys=True,
 )
 _CAPABILITIES_WITH_WATCH = replace(_CAPABILITIES, watch=True)
 
@@ -150,15 +153,18 @@ class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyV
 
     def scan(
         self, prefix: str = "", *, cursor: str | None = None, limit: int = 100,
-        preview_bytes: int | None = None,
+        preview_bytes: int | None = None, work: Any = None,
     ) -> EntryPage:
         """One SCAN page of entries: the keys, then one pipeline (three with non-strings).
 
         With ``preview_bytes`` each string is read with ``STRLEN`` + ``GETRANGE``: a page
-        listing a 100 MB value moves only its first bytes.
+        listing a 100 MB value moves only its first bytes. With ``work`` the values are
+        read through its byte budget (``RedisListing._budgeted_page``).
         """
         with self._translate():
             keys, next_cursor = self._scan_keys(prefix, cursor, limit)
+            if work is not None:
+                return self._budgeted_page(keys, next_cursor, preview_bytes, work)
             # keys that vanished between SCAN and the read are left out
             entries = [e for e in self._read_entries(keys, preview_bytes=preview_bytes)
                        if e is not None]
@@ -171,16 +177,17 @@ class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyV
         """
         raw_key = self._encode_key(key)
         with self._translate(key):
-            entry = self._read_entries([raw_key], preview_bytes=max_bytes)[0]
+            entry = self._read_entries([raw_key], preview_bytes=max_bytes, exact=True)[0]
         if entry is None:
             raise errors.NotFound(f"key {key!r} does not exist", store=self.name, key=key)
         return entry
 
-    def mget(self, keys: Sequence[str]) -> dict[str, Entry | None]:
+    def mget(self, keys: Sequence[str], *, exact: bool = False) -> dict[str, Entry | None]:
         """Read many keys, ``mget_batch`` per pipeline; duplicates once, input order kept.
 
         On a cluster each batch's pipeline is split by node and the replies put back in
-        the order asked.
+        the order asked. ``exact`` adds the server's digest of each collection (one EVAL
+        per hash, list, set, zset or stream, in the same round trip).
         """
         unique = list(dict.fromkeys(keys))
         raw = [self._encode_key(k) for k in unique]
@@ -188,9 +195,25 @@ class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyV
         with self._translate():
             for start in range(0, len(unique), self.mget_batch):
                 batch = raw[start:start + self.mget_batch]
-                entries = self._read_entries(batch)
+                entries = self._read_entries(batch, exact=exact)
                 result.update(zip(unique[start:start + self.mget_batch], entries, strict=True))
         return result
+
+    def read_bytes(self, key: str) -> bytes:
+        """GET: the stored bytes, exactly; ``InvalidRequest`` for another type."""
+        raw_key = self._encode_key(key)
+        with self._translate(key):
+            try:
+                data = self._redis.get(raw_key)
+            except rx.ResponseError as error:
+                if not str(error).startswith("WRONGTYPE"):
+                    raise
+                raise errors.InvalidRequest(
+                    f"key {key!r} is not a string: only a string's bytes can be downloaded",
+                    store=self.name, key=key) from None
+        if data is None:
+            raise errors.NotFound(f"key {key!r} does not exist", store=self.name, key=key)
+        return bytes(data)
 
     def put(
         self, key: str, value: str, *, ttl: TtlChange = KEEP_TTL,

@@ -10,7 +10,12 @@ serving each key's slot, sends every node its share at once and returns the repl
 the order the commands were queued, so nothing here depends on the mode.
 
 Values (and the members shown in previews) are decoded with ``errors="replace"``; keys
-with ``errors="surrogateescape"`` so any key round-trips exactly (see ``redis.py``).
+with ``errors="surrogateescape"`` so any key round-trips exactly (see ``redis.py``). A
+string read whole that is not UTF-8 keeps its bytes in ``Entry.data`` (its token, size
+and download are exact). An exact read (``get``, ``mget(exact=True)``, the reads of a
+write) adds one EVAL per hash, list, set, zset or stream to the third pipeline: the
+server's digest of its whole content (``redis_digest``), which is its token; strings need
+no extra command.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from redis import exceptions as rx
 
-from . import errors
+from . import errors, redis_digest
 from .base import Entry, now_ms
 
 #: elements shown for a hash, list, set, zset or stream
@@ -37,6 +42,18 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
+def string_value(raw: bytes) -> tuple[str, bytes | None]:
+    """(text shown, exact bytes where the text cannot hold them) of a string read whole.
+
+    Valid UTF-8 is its text (its bytes are the text's); other bytes show U+FFFD in the
+    text and are kept as ``Entry.data``, so tokens, sizes and downloads stay exact.
+    """
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace"), bytes(raw)
+
+
 class _Raced(Exception):
     """A key changed type between the commands that read it; read it again."""
 
@@ -48,19 +65,22 @@ class RedisReads:
     name: str
 
     def _read_one(self, raw_key: bytes) -> Entry | None:
-        return self._read_entries([raw_key])[0]
+        """One key read exactly (its token can be compared), as a write compares it."""
+        return self._read_entries([raw_key], exact=True)[0]
 
     def _read_entries(
-        self, keys: Sequence[bytes], *, preview_bytes: int | None = None,
+        self, keys: Sequence[bytes], *, preview_bytes: int | None = None, exact: bool = False,
     ) -> list[Entry | None]:
         """Entries for ``keys`` (None where missing); retries keys that change type mid-read.
 
         With ``preview_bytes``, strings longer than that are read partially (``partial``).
+        With ``exact``, each hash, list, set, zset or stream is also digested on the server
+        (``redis_digest``), so its ``token`` is exact; strings always are (their bytes).
         """
         result: list[Entry | None] = [None] * len(keys)
         pending = list(range(len(keys)))
         for _ in range(ATTEMPTS):
-            raced = self._read_pass([keys[i] for i in pending], preview_bytes)
+            raced = self._read_pass([keys[i] for i in pending], preview_bytes, exact)
             still: list[int] = []
             for index, entry in zip(pending, raced, strict=True):
                 if isinstance(entry, _Raced):
@@ -76,7 +96,7 @@ class RedisReads:
         )
 
     def _read_pass(
-        self, keys: Sequence[bytes], preview_bytes: int | None = None,
+        self, keys: Sequence[bytes], preview_bytes: int | None = None, exact: bool = False,
     ) -> list[Entry | None | _Raced]:
         """Pipeline 1: PTTL + GET per key (PTTL + STRLEN + GETRANGE for a preview).
 
@@ -123,10 +143,11 @@ class RedisReads:
                         expires_at_ms=None if ttl_ms is None else now + ttl_ms,
                         stored_size=stored))
                 else:
+                    text, data = string_value(value)
                     out.append(Entry(
                         key=key.decode("utf-8", "surrogateescape"),
-                        value=value.decode("utf-8", "replace"), ttl_ms=ttl_ms,
-                        expires_at_ms=None if ttl_ms is None else now + ttl_ms))
+                        value=text, ttl_ms=ttl_ms,
+                        expires_at_ms=None if ttl_ms is None else now + ttl_ms, data=data))
             elif value is None:
                 out.append(None)  # deleted between PTTL and GET
             elif _is_wrongtype(value) or _is_wrongtype(stored):
@@ -137,13 +158,14 @@ class RedisReads:
                 raise value
         if others:
             for (i, _pttl), entry in zip(
-                others, self._read_others(keys, others, now), strict=True,
+                others, self._read_others(keys, others, now, exact), strict=True,
             ):
                 out[i] = entry
         return out
 
     def _read_others(
         self, keys: Sequence[bytes], others: list[tuple[int, int]], now: int,
+        exact: bool = False,
     ) -> list[Entry | None | _Raced]:
         """Keys whose string read answered WRONGTYPE: TYPE, then their type's reads."""
         pipe = self._redis.pipeline(transaction=False)
@@ -165,16 +187,26 @@ class RedisReads:
             places.append(place)
         if collections:
             for place, entry in zip(
-                places, self._read_collections(keys, collections, now), strict=True,
+                places, self._read_collections(keys, collections, now, exact), strict=True,
             ):
                 out[place] = entry
         return out
 
     def _read_collections(
         self, keys: Sequence[bytes], others: list[tuple[int, str, int]], now: int,
+        exact: bool = False,
     ) -> list[Entry | None | _Raced]:
-        """One pipeline: TYPE again (to notice a change), length and preview per key."""
-        pipe = self._redis.pipeline(transaction=False)
+        """One pipeline: TYPE again (to notice a change), length and preview per key.
+
+        With ``exact``, the server's digest of each (``redis_digest``) too; for one key
+        the pipeline is a MULTI/EXEC on the key's node, so the preview shown and the
+        token a write compares are of the same content.
+        """
+        if exact and len(others) == 1:
+            pipe = self._watch_client(keys[others[0][0]]).pipeline(  # type: ignore[attr-defined]
+                transaction=True)
+        else:
+            pipe = self._redis.pipeline(transaction=False)
         counts: list[int] = []
         for i, type_name, _pttl in others:
             pipe.type(keys[i])
@@ -182,7 +214,9 @@ class RedisReads:
             if commands:
                 commands[0](pipe, keys[i])
                 commands[1](pipe, keys[i])
-            counts.append(1 + (2 if commands else 0))
+                if exact:
+                    redis_digest.queue(pipe, keys[i])
+            counts.append(1 + ((3 if exact else 2) if commands else 0))
         replies = pipe.execute(raise_on_error=False)
         out: list[Entry | None | _Raced] = []
         offset = 0
@@ -197,6 +231,18 @@ class RedisReads:
             if now_type != type_name or any(_is_wrongtype(r) for r in reads):
                 out.append(_Raced())
                 continue
+            digest = None
+            if exact and reads:
+                *reads, digest_reply = reads
+                if isinstance(digest_reply, rx.ResponseError):
+                    digest_reply = None  # scripting denied (ACL) or refused: not verifiable
+                else:
+                    _raise_if_error(digest_reply)
+                if digest_reply is not None:
+                    kind, _count, digest = redis_digest.parse(digest_reply)
+                    if kind != type_name:
+                        out.append(_Raced())
+                        continue
             for reply in reads:
                 _raise_if_error(reply)
             if not reads:
@@ -206,14 +252,14 @@ class RedisReads:
             length, preview = reads
             out.append(self._entry(
                 keys[i], pttl, now, type_name=type_name, length=int(length),
-                content=_PREVIEWS[type_name](preview),
+                content=_PREVIEWS[type_name](preview), digest=digest,
             ))
         return out
 
     def _entry(
         self, key: bytes, pttl: int, now: int, *, value: str | None = None,
         type_name: str = "string", content: Any = None, length: int | None = None,
-        stored_size: int | None = None,
+        stored_size: int | None = None, digest: str | None = None, data: bytes | None = None,
     ) -> Entry:
         """Build an Entry from pipelined replies; PTTL -1 means no expiry."""
         # PTTL is -1 without expiry and -2 if the key vanished after TYPE: no TTL either way
@@ -222,6 +268,7 @@ class RedisReads:
             key=key_text(key), value=value, ttl_ms=ttl_ms,
             expires_at_ms=now + ttl_ms if ttl_ms is not None else None,
             type=type_name, content=content, length=length, stored_size=stored_size,
+            digest=digest, data=data,
         )
 
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import errors
-from .base import Dumped, DumpPage, Entry, now_ms
-from .redis_reads import _is_wrongtype, _raise_if_error, _text, key_text
+from .base import Dumped, DumpPage, Entry, content_token, now_ms
+from .redis_reads import _is_wrongtype, _raise_if_error, _text, key_text, string_value
 
 #: how often a key that changes type under the read is read again
 ATTEMPTS = 3
@@ -186,11 +186,16 @@ def restore(
             pipe.multi()
             _queue_write(pipe, raw_key, item, ttl_ms)
             pipe.execute()
-        value = None
+        value = data = None
         if item.type == "string":
-            value = _text(item.data) if item.data is not None else item.value
+            if item.data is not None:
+                value, data = string_value(item.data)
+            else:
+                value = item.value
         return Entry(key=item.key, value=value, type=item.type, ttl_ms=ttl_ms,
-                     expires_at_ms=now_ms() + ttl_ms if ttl_ms is not None else None)
+                     expires_at_ms=now_ms() + ttl_ms if ttl_ms is not None else None,
+                     data=data, digest=None if item.type == "string" else
+                     content_token(item.type, members=item.members))
 
     with provider._translate(item.key, write=True):
         written = provider._conditional(attempt)

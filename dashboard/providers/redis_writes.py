@@ -1,17 +1,18 @@
 """Writing Redis keys: ``SET NX`` for creates, WATCH/MULTI compare-and-set for the rest.
 
-Compare-and-set reads the key while it is WATCHed and compares the operator's token
-(a digest of what they saw: ``Entry.token``) in Python, then writes in MULTI/EXEC, so any
-change after the read makes EXEC fail and the write is compared again.
+Compare-and-set WATCHes the key, reads it exactly and compares the operator's token with
+its token (``Entry.token``: a digest of the exact content, see ``base.content_token``),
+then writes in MULTI/EXEC, so any change after the read makes EXEC fail and the write is
+compared again. The read is exact whatever the type: a string's bytes are digested here,
+a hash, list, set, zset or stream is digested on the server (``redis_digest``, one EVAL in
+the read's round trip), so a field set or a byte changed since the operator's read is
+always a conflict. A token that is ``UNVERIFIED`` on either side (a collection too big to
+digest, scripting denied) refuses the write: it could not be verified, so it is not made.
 
 On a Redis Cluster the WATCH/MULTI/EXEC runs on a connection to the primary serving the
 key's slot (redis-py's cluster pipeline only routes transactions within one slot; a
-single key always is one). A Lua compare-and-set (EVAL on the key's slot) was the other
-choice; it was not taken because the token is a SHA-256 over the decoded text (or over
-the preview of a hash, list, set, zset or stream), which a script cannot recompute
-(Redis scripts only have SHA-1), so a script would still need the read-then-compare
-done here, and WATCH keeps one code path for standalone and cluster. If the slot moved
-meanwhile (MOVED/ASK), the topology is refreshed and the write is compared again.
+single key always is one). If the slot moved meanwhile (MOVED/ASK), the topology is
+refreshed and the write is compared again.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 
 from redis import exceptions as rx
 
-from . import errors
-from .base import Entry, TtlChange, now_ms
+from . import errors, redis_digest
+from .base import UNVERIFIED, Entry, TtlChange, now_ms
 from .redis_reads import _text
 
 #: how often a conditional write is retried when the key changes (or moves) under it
@@ -123,6 +124,14 @@ class RedisWrites:
             return bool(deleted)
 
     def _check_expected(self, key: str, expected: str, current: Entry) -> None:
+        if expected.startswith(UNVERIFIED) or current.token.startswith(UNVERIFIED):
+            raise errors.Conflict(
+                f"key {key!r} could not be verified exactly (a Redis {current.type} of "
+                f"{current.length if current.length is not None else '?'} elements is more "
+                f"than the {redis_digest.MAX_ELEMENTS:,} the dashboard compares, or scripting "
+                "is not allowed); nothing was written",
+                store=self.name, key=key, current=current,
+            )
         if current.token != expected:
             raise errors.Conflict(
                 f"key {key!r} changed since it was read; nothing was written",

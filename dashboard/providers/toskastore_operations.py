@@ -118,8 +118,15 @@ class OperationsMixin:
         except errors.NotFound:
             return None
 
-    def mget(self, keys: Sequence[str]) -> dict[str, Entry | None]:
-        """Values of many keys, ``mget_batch`` keys per request; TTLs are not reported."""
+    def read_bytes(self, key: str) -> bytes:
+        """The value's UTF-8 bytes: ToskaStore keeps text, read whole with ``get``."""
+        return self.get(key).exact_bytes
+
+    def mget(self, keys: Sequence[str], *, exact: bool = False) -> dict[str, Entry | None]:
+        """Values of many keys, ``mget_batch`` keys per request; TTLs are not reported.
+
+        Text values are exact: ``exact`` changes nothing here.
+        """
         unique = list(dict.fromkeys(keys))  # de-duplicate, keep input order
         result: dict[str, Entry | None] = {}
         if unique:

@@ -1,7 +1,12 @@
 """Importing an export file: read it, plan against the store, then write what the plan says.
 
-1. ``parse``: every line is checked (``jsonl.decode_line``); any invalid line, or a key
+1. ``parse``: every line is checked (``jsonl.read_line``); any invalid line, or a key
    given twice, refuses the whole file (nothing is written) and lists the line numbers.
+   An export's end marker (its last line, ``{"incomplete": true, ...}``) is not a key: the
+   plan and the result say the file is a partial backup (the keys in it can be imported).
+   The plan also refuses, by line, what no store can be given: a key or value holding a
+   lone surrogate (not text), a TTL or expiry past the year 9999, a key longer than the
+   store takes (ToskaStore: one URL path segment, ``MAX_URL_KEY_CHARS`` percent-encoded).
 2. ``make_plan``: each key is compared with the store (bulk reads) and classified:
    ``new``, ``changed`` (with a short summary of the difference), ``unchanged``,
    ``skipped`` (with the reason) or ``blocked`` (``create-only`` and the key exists with
@@ -10,7 +15,8 @@
 3. ``apply``: new keys are created create-only and changed keys replaced only if they
    still hold what the plan saw, so a key changed between plan and confirm is never
    clobbered: it is reported. A store error stops the import there: the result lists the
-   keys written, the key that failed and the keys not attempted.
+   keys written, the key that failed and the keys not attempted; an error the dashboard did
+   not expect is reported the same way ("unknown" for that key), never as a crash.
 
 Modes: ``create-only`` (refuse if any key exists with another value), ``skip-existing``
 (create the missing keys, leave existing ones alone), ``overwrite`` (create and replace).
@@ -36,15 +42,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from .. import mesh, writes
 from ..formatting import human_duration, human_size
-from ..providers.base import NO_TTL, Dumped, Entry, KeyValueProvider, TtlChange, now_ms
+from ..providers.base import (
+    NO_TTL,
+    UNVERIFIED,
+    Dumped,
+    Entry,
+    KeyValueProvider,
+    TtlChange,
+    content_token,
+    now_ms,
+)
 from ..providers.errors import Conflict, ProviderError, WriteUnknown
-from .jsonl import InvalidLine, decode_line
+from .jsonl import MAX_EXPIRES_AT_MS, Incomplete, InvalidLine, read_line
 
 MODES = ("create-only", "skip-existing", "overwrite")
 TTL_POLICIES = ("expiry", "restart")
@@ -54,10 +71,31 @@ BATCH = 500
 TTL_SLACK_MS = 2000
 #: invalid lines listed (the count is always complete)
 INVALID_SHOWN = 200
+_log = logging.getLogger(__name__)
+#: the longest key, percent-encoded, sent to a store that takes keys in a URL path
+#: (ToskaStore): its servers refuse request lines of about 8,000 characters
+MAX_URL_KEY_CHARS = 6000
 
 
 class TooBig(ValueError):
     """The file is over ``Dashboard__MaxImportBytes``."""
+
+
+def size_words(size: int) -> str:
+    """A size for a refusal: rounded, and exact (bytes) where the rounding would hide it."""
+    return f"{human_size(size)} ({size:,} bytes)" if size >= 1024 else human_size(size)
+
+
+def too_big(size: int | None, limit: int) -> TooBig:
+    """The refusal of a file of ``size`` bytes (None: more than ``limit``, not read whole)."""
+    if size is None or size == limit + 1:  # read up to limit + 1: only "more" is known
+        what = "the file is larger than"
+    elif human_size(size) == human_size(limit):
+        what = f"the file is {size:,} bytes, more than"
+    else:
+        what = f"the file is {human_size(size)}, more than"
+    return TooBig(f"{what} the {size_words(limit)} an import takes (Dashboard__MaxImportBytes); "
+                  "split it by prefix")
 
 
 @dataclass(frozen=True)
@@ -75,6 +113,8 @@ class ParsedFile:
     records: list[tuple[int, Dumped]]
     invalid: list[BadLine]
     size: int
+    #: the export's end marker: the file is a partial backup
+    incomplete: Incomplete | None = None
 
     @property
     def valid(self) -> bool:
@@ -84,26 +124,33 @@ class ParsedFile:
 def parse(data: bytes, *, max_bytes: int) -> ParsedFile:
     """Read an export file; ``TooBig`` over ``max_bytes``. Blank lines are ignored."""
     if len(data) > max_bytes:
-        raise TooBig(f"the file is {human_size(len(data))}, more than the {human_size(max_bytes)} "
-                     "an import takes (Dashboard__MaxImportBytes); split it by prefix")
+        raise too_big(len(data), max_bytes)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     records: list[tuple[int, Dumped]] = []
     invalid: list[BadLine] = []
     first_line: dict[str, int] = {}
+    marker: tuple[int, Incomplete] | None = None
     for number, raw in enumerate(data.split(b"\n"), start=1):
         line = raw.rstrip(b"\r")
         if not line.strip():
             continue
+        if marker is not None:
+            invalid.append(BadLine(marker[0], "the end marker of an incomplete export is not "
+                                              "the last line (files joined?)"))
+            marker = None
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as error:
             invalid.append(BadLine(number, f"not UTF-8 (byte {error.start + 1})"))
             continue
         try:
-            item = decode_line(text)
+            item = read_line(text)
         except InvalidLine as error:
             invalid.append(BadLine(number, str(error)))
+            continue
+        if isinstance(item, Incomplete):
+            marker = (number, item)
             continue
         if item.key in first_line:
             invalid.append(BadLine(number, f"key {item.key!r} is already on line "
@@ -113,7 +160,8 @@ def parse(data: bytes, *, max_bytes: int) -> ParsedFile:
         records.append((number, item))
     if not records and not invalid:
         invalid.append(BadLine(1, "the file holds no keys"))
-    return ParsedFile(records, invalid, len(data))
+    invalid.sort(key=lambda bad: bad.line)
+    return ParsedFile(records, invalid, len(data), marker[1] if marker else None)
 
 
 # --------------------------------------------------------------------------- plan
@@ -129,7 +177,8 @@ class PlannedKey:
     action: str
     #: why skipped/blocked, or a short summary of the change
     note: str = ""
-    #: ``Entry.token`` of the key when planned; None when it did not exist
+    #: ``Entry.token`` of the key when planned, exact (its version, or the digest of its
+    #: exact content); None when it did not exist or could not be verified (never written)
     token: str | None = None
     #: the type the key held when planned (None: absent)
     current_type: str | None = None
@@ -149,6 +198,8 @@ class Plan:
     invalid: list[BadLine] = field(default_factory=list)
     #: service prefixes whose index key was in the file (that index is created if missing)
     file_indexes: set[str] = field(default_factory=set)
+    #: the file's end marker: a partial backup (the plan says so; its keys can be imported)
+    incomplete: Incomplete | None = None
 
     def of(self, action: str) -> list[PlannedKey]:
         return [k for k in self.keys if k.action == action]
@@ -165,8 +216,8 @@ class Plan:
     def refused(self) -> str:
         """Why nothing may be written; empty when the import can go ahead."""
         if self.invalid:
-            return (f"{len(self.invalid)} invalid line(s): nothing is written from a file with "
-                    "invalid lines; fix them and upload it again")
+            return (f"{len(self.invalid)} invalid line(s) (each listed with its reason): nothing "
+                    "is written from a file with invalid lines; fix them and upload it again")
         blocked = self.of("blocked")
         if blocked:
             return (f"create-only: {len(blocked)} key(s) already exist with other values; "
@@ -185,6 +236,7 @@ class Plan:
         return {
             "mode": self.mode, "ttl_policy": self.ttl_policy, "counts": self.counts,
             "refused": self.refused or None,
+            "incomplete": None if self.incomplete is None else self.incomplete.sentence(),
             "keys": [{"line": k.line, "key": k.key, "action": k.action, "note": k.note}
                      for k in self.keys],
             "invalid": [{"line": b.line, "message": b.message} for b in self.invalid],
@@ -231,11 +283,12 @@ def _ttl_words(ms: int | None) -> str:
     return "no expiry" if ms is None else human_duration(ms)
 
 
-def _value_summary(old: str, new: str) -> str:
-    """A short summary: top-level JSON members added/removed/changed, else sizes."""
+def _value_summary(old: bytes, new: bytes) -> str:
+    """A short summary of two stored values (exact bytes): top-level JSON members
+    added/removed/changed, else their sizes in bytes."""
     try:
         before, after = json.loads(old), json.loads(new)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError too: bytes that are not text
         before = after = None
     if isinstance(before, dict) and isinstance(after, dict):
         added = [k for k in after if k not in before]
@@ -250,30 +303,43 @@ def _value_summary(old: str, new: str) -> str:
         if parts:
             return "JSON members " + "; ".join(parts)
         return "same JSON, other bytes (spacing, order or escapes)"
-    size_old = len(old.encode("utf-8", "surrogatepass"))
-    size_new = len(new.encode("utf-8", "surrogatepass"))
-    return f"value {human_size(size_old)} → {human_size(size_new)}"
+    return f"value {human_size(len(old))} → {human_size(len(new))}"
+
+
+def _item_bytes(item: Dumped) -> bytes:
+    """A string line's exact bytes (``value_b64``, else the text as UTF-8)."""
+    if item.data is not None:
+        return item.data
+    return (item.value or "").encode("utf-8", "surrogatepass")
 
 
 def _compare(item: Dumped, current: Entry, ttl_ms: int | None) -> tuple[bool, str]:
-    """(equal, summary of the difference) of the file's key and the stored one."""
+    """(equal, summary of the difference) of the file's key and the stored one.
+
+    Exact: a string's bytes against the stored bytes, a collection whole (its
+    ``content_token`` against the digest of the stored one, computed by the store);
+    where the stored content could not be read exactly, it is not equal.
+    """
     notes = []
-    text = item.text
     if item.type != current.type:
         return False, f"{current.type} → {item.type}"
     if item.type == "string":
-        if text is None:
-            same_value = False  # bytes that are not UTF-8: not comparable with decoded text
-            notes.append("binary value (rewritten as exported)")
-        else:
-            same_value = current.value == text
-            if not same_value:
-                notes.append(_value_summary(current.value or "", text))
+        stored, new = current.exact_bytes, _item_bytes(item)
+        same_value = stored == new
+        if not same_value:
+            notes.append(_value_summary(stored, new))
     else:
-        # collections are compared by size only: the stored preview is not the whole
-        same_value = False
-        notes.append(f"{item.type} of {len(item.members)} element(s), stored "
-                     f"{current.length if current.length is not None else '?'} (rewritten whole)")
+        stored_count = current.length if current.length is not None else "?"
+        stored_token = current.content_token
+        if stored_token.startswith(UNVERIFIED):
+            same_value = False
+            notes.append(f"{item.type} of {len(item.members)} element(s), stored "
+                         f"{stored_count}: could not be compared exactly")
+        else:
+            same_value = content_token(item.type, members=item.members) == stored_token
+            if not same_value:
+                notes.append(f"{item.type} of {len(item.members)} element(s), stored "
+                             f"{stored_count} (rewritten whole)")
     same_ttl = _same_ttl(current, ttl_ms)
     if same_ttl is False:
         notes.append(f"TTL {_ttl_words(current.ttl_ms)} → {_ttl_words(ttl_ms)}")
@@ -289,19 +355,68 @@ def make_plan(
         raise ValueError(f"unknown import mode {mode!r}: use {', '.join(MODES)}")
     if ttl_policy not in TTL_POLICIES:
         raise ValueError(f"unknown TTL choice {ttl_policy!r}: use {', '.join(TTL_POLICIES)}")
-    plan = Plan(mode, ttl_policy, [], list(parsed.invalid))
-    if parsed.invalid:
-        return plan
+    plan = Plan(mode, ttl_policy, [], list(parsed.invalid), incomplete=parsed.incomplete)
     now = now_ms() if now is None else now
-    index_keys = _index_keys(settings, (item for _, item in parsed.records))
     caps = provider.capabilities()
+    url_keys = provider.kind == "toskastore"
+    refused = [BadLine(line, why) for line, item in parsed.records
+               if (why := _refusal(item, ttl_policy, now, url_keys=url_keys))]
+    if plan.invalid or refused:  # nothing is read: the file is refused, every line listed
+        plan.invalid = sorted([*plan.invalid, *refused], key=lambda bad: bad.line)
+        return plan
+    index_keys = _index_keys(settings, (item for _, item in parsed.records))
     for start in range(0, len(parsed.records), BATCH):
         batch = parsed.records[start:start + BATCH]
-        wanted = [item.key for _, item in batch if item.key not in index_keys]
-        found = provider.mget(wanted) if wanted else {}
+        cannot = {item.key: why for _, item in batch
+                  if (why := _store_cannot_hold(item, caps.non_string_types))}
+        wanted = [item.key for _, item in batch
+                  if item.key not in index_keys and item.key not in cannot]
+        found = provider.mget(wanted, exact=True) if wanted else {}
         for line, item in batch:
+            if item.key in cannot:
+                plan.keys.append(PlannedKey(line, item, "skipped", cannot[item.key]))
+                continue
             plan.keys.append(_classify(provider, caps, plan, line, item, found, index_keys, now))
     return plan
+
+
+def _lone_surrogate(text: str) -> str:
+    """"" or the first lone surrogate of ``text`` as U+XXXX (a ``\\uD800`` escape in JSON)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"U+{ord(text[error.start]):04X} at character {error.start + 1}"
+    return ""
+
+
+def _refusal(item: Dumped, ttl_policy: str, now: int, *, url_keys: bool) -> str:
+    """Why no store can be given this line ("" when it can): see the module docstring."""
+    try:
+        key_bytes = item.key.encode("utf-8", "surrogateescape")  # raw bytes (key_b64) pass
+    except UnicodeEncodeError:
+        return (f"the key holds a lone surrogate ({_lone_surrogate(item.key)}), which is not "
+                'text: a key of raw bytes is written as "key_b64"')
+    if item.value is not None and (where := _lone_surrogate(item.value)):
+        return (f"the value holds a lone surrogate ({where}), which is not text: no store "
+                'takes it; bytes are written as "value_b64"')
+    if url_keys:
+        encoded = len(quote(key_bytes, safe=""))
+        if encoded > MAX_URL_KEY_CHARS:
+            return (f"the key is {len(key_bytes):,} bytes ({encoded:,} characters in a URL): "
+                    f"longer than this store takes (a key goes in one URL path segment; at "
+                    f"most {MAX_URL_KEY_CHARS:,} characters encoded)")
+    ttl_ms, expired = ttl_for(item, ttl_policy, now)
+    if not expired and ttl_ms is not None and now + ttl_ms > MAX_EXPIRES_AT_MS:
+        return (f"TTL {ttl_ms:,} ms counted from now expires after the year 9999: longer "
+                "than any store keeps a key; use no expiry (ttl_ms null)")
+    return ""
+
+
+def _store_cannot_hold(item: Dumped, keeps_bytes: bool) -> str:
+    """Why this store cannot hold the line's key ("" when it can): text keys only."""
+    if not keeps_bytes and _lone_surrogate(item.key):
+        return "a key that is not UTF-8 (raw bytes, key_b64): this store keeps text keys only"
+    return ""
 
 
 def _classify(provider, caps, plan: Plan, line: int, item: Dumped,
@@ -323,18 +438,24 @@ def _classify(provider, caps, plan: Plan, line: int, item: Dumped,
     ttl_note = "" if item.ttl_known else "TTL unknown in the file: written without expiry"
     if current is None:
         return PlannedKey(line, item, "new", ttl_note)
-    if not caps.mget_ttl and current.type == item.type == "string" and current.value == item.text:
+    if (not caps.mget_ttl and current.type == item.type == "string"
+            and current.exact_bytes == _item_bytes(item)):
         # bulk reads carry no TTL here: the TTL of an equal value is read key by key
         with contextlib.suppress(ProviderError):
             current = provider.get(item.key)
     equal, summary = _compare(item, current, ttl_ms)
-    token = None if current.partial else current.token
+    # what a replace compares: exact, or nothing (such a key is never written blind)
+    token = current.token if current.verifiable else None
     if equal:
         return PlannedKey(line, item, "unchanged", ttl_note, token, current.type)
     if plan.mode == "skip-existing":
         return PlannedKey(line, item, "skipped", f"exists ({summary})", token, current.type)
     if plan.mode == "create-only":
         return PlannedKey(line, item, "blocked", f"exists ({summary})", token, current.type)
+    if token is None:
+        return PlannedKey(line, item, "skipped", f"exists ({summary}); it could not be verified "
+                          "exactly, so it is not replaced (a change made after this plan "
+                          "would be lost)", None, current.type)
     return PlannedKey(line, item, "changed", "; ".join(filter(None, [summary, ttl_note])),
                       token, current.type)
 
@@ -342,7 +463,7 @@ def _classify(provider, caps, plan: Plan, line: int, item: Dumped,
 def restore_plan(parsed: ParsedFile, mode: str, ttl_policy: str,
                  tokens: dict[str, Any]) -> Plan:
     """The plan made earlier (``Plan.tokens``) for the same file, without reading the store."""
-    plan = Plan(mode, ttl_policy, [], list(parsed.invalid))
+    plan = Plan(mode, ttl_policy, [], list(parsed.invalid), incomplete=parsed.incomplete)
     for line, item in parsed.records:
         action, token, current_type, note = tokens.get(item.key, ["skipped", None, None,
                                                                   "not in the plan"])
@@ -366,7 +487,7 @@ class ImportResult:
     failed: tuple[str, str] | None = None
     #: the store did not confirm this write (it may still land)
     unconfirmed: tuple[str, str] | None = None
-    #: keys after the failure, never attempted
+    #: keys after the failure, never attempted (so not written)
     not_attempted: list[str] = field(default_factory=list)
     #: one sentence per service index updated (or not)
     index: list[str] = field(default_factory=list)
@@ -378,6 +499,30 @@ class ImportResult:
         return (self.failed is None and self.unconfirmed is None and not self.conflicts
                 and not self.index_failed)
 
+    @property
+    def not_written(self) -> list[str]:
+        """Every planned key that is certainly not written: conflicts, the failed key and
+        the keys not attempted (skipped keys are listed apart)."""
+        return [*(k for k, _ in self.conflicts), *([self.failed[0]] if self.failed else []),
+                *self.not_attempted]
+
+    @property
+    def unknown(self) -> list[str]:
+        """Keys whose write the store did not confirm: they may or may not be written."""
+        return [self.unconfirmed[0]] if self.unconfirmed else []
+
+    def summary(self) -> str:
+        """One sentence stating exactly what was written, not written and unknown."""
+        parts = [f"Wrote {len(self.written)} key(s)"]
+        if self.unknown:
+            parts.append(f"unknown whether {len(self.unknown)} key(s) were written (the store "
+                         "did not confirm)")
+        if self.not_written:
+            parts.append(f"{len(self.not_written)} key(s) not written")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        return "; ".join(parts) + "."
+
     def to_json(self) -> dict[str, Any]:
         return {
             "complete": self.complete, "written": self.written,
@@ -387,7 +532,8 @@ class ImportResult:
                                                          "error": self.failed[1]},
             "unconfirmed": None if self.unconfirmed is None else {
                 "key": self.unconfirmed[0], "error": self.unconfirmed[1]},
-            "not_attempted": self.not_attempted, "index": self.index,
+            "not_attempted": self.not_attempted, "not_written": self.not_written,
+            "unknown": self.unknown, "index": self.index,
         }
 
 
@@ -418,7 +564,7 @@ def apply(
                     result.conflicts.append((planned.key, reason))
                 continue
             except WriteUnknown as unknown:
-                result.unconfirmed = (planned.key, unknown.message)
+                result.unconfirmed = (planned.key, _unconfirmed_reason(unknown))
                 result.not_attempted = [k.key for k in pending[position + 1:]]
                 if unconfirmed is not None:
                     unconfirmed(planned.key, unknown.message, planned)
@@ -432,6 +578,16 @@ def apply(
                     result.failed = (planned.key, error.message)
                 result.not_attempted = [k.key for k in pending[position + 1:]]
                 break
+            except Exception as error:  # noqa: BLE001 - reported as what it is, never a crash
+                # a defect the plan did not catch: whether the store got the write is unknown
+                _log.exception("import: unexpected error writing %r", planned.key)
+                message = (f"an unexpected error in the dashboard ({type(error).__name__}: "
+                           f"{error}); read the key to know whether it was written")
+                result.unconfirmed = (planned.key, message)
+                result.not_attempted = [k.key for k in pending[position + 1:]]
+                if unconfirmed is not None:
+                    unconfirmed(planned.key, message, planned)
+                break
             if isinstance(outcome, str):
                 result.skipped.append((planned.key, outcome))
                 continue
@@ -442,6 +598,16 @@ def apply(
     finally:
         _update_indexes(provider, plan, indexes, result)
     return result
+
+
+def _unconfirmed_reason(unknown: WriteUnknown) -> str:
+    """What the store answered for an unconfirmed write, without the sentence of a single
+    edit's page ("Nothing else was changed."), which an import's result must not repeat."""
+    cause = unknown.__cause__
+    if isinstance(cause, ProviderError):
+        return (f"the store did not confirm the write ({cause.message}) and reading the key "
+                "back does not show it: it may still land, or may not")
+    return unknown.message.replace(" Nothing else was changed.", "")
 
 
 def _conflict_reason(planned: PlannedKey, conflict: Conflict) -> str:
@@ -499,6 +665,12 @@ def _update_indexes(provider, plan: Plan, indexes, result: ImportResult) -> None
             result.index_failed = True
             result.index.append(f"The index {where!r} is malformed and was left as it is: "
                                 f"{error.message}")
+            continue
+        except WriteUnknown as error:  # the update went unanswered: it may be there, or not
+            result.index_failed = True
+            result.index.append(f"{error.message} It should list the {len(inner)} written "
+                                "key(s); if it does not, repair it from the index page "
+                                "(add-unindexed).")
             continue
         except ProviderError as error:
             result.index_failed = True

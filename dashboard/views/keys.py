@@ -25,8 +25,8 @@ from flask_login import login_required
 from .. import mesh, meshjson
 from ..formatting import has_surrogates, pretty_content
 from ..htmx import is_htmx, render
-from ..providers import glob
-from ..providers.errors import NotFound
+from ..providers import budget, glob
+from ..providers.errors import InvalidRequest, NotFound
 from . import provider, requested_key
 
 bp = Blueprint("keys", __name__)
@@ -138,7 +138,9 @@ def browse():
         context.update(search=found, page=found.rows(), literal=glob.is_literal(match))
         more = "keys/_match_rows.html"
     else:
-        page = store.scan(prefix, cursor=cursor, limit=limit, preview_bytes=PREVIEW_BYTES)
+        # values are read through the page's budget: past it, keys are shown unread
+        page = store.scan(prefix, cursor=cursor, limit=limit, preview_bytes=PREVIEW_BYTES,
+                          work=budget.browse_budget())
         context.update(page=page)
         more = "keys/_rows.html"
     if cursor and is_htmx():
@@ -194,9 +196,11 @@ def detail():
 def download():
     """The whole value as a file, exactly as stored (what the page shows is bounded)."""
     key = requested_key()
-    entry = provider().get(key)
-    value = entry.value if entry.value is not None else pretty_content(entry.content)
-    data = value.encode("utf-8", "surrogateescape")
+    store = provider()
+    try:
+        data = store.read_bytes(key)  # the stored bytes, never text decoded and re-encoded
+    except InvalidRequest:  # a hash, list, set, zset or stream: what the page shows, as text
+        data = pretty_content(store.get(key).content).encode("utf-8", "surrogatepass")
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("_")[:100] or "value"
     chunk = 64 * 1024
 
