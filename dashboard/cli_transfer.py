@@ -1,10 +1,12 @@
 """``toska-kv export`` and ``toska-kv import``: a prefix to JSON Lines and back (``transfer``).
 
-Exit statuses: export 0 (every key written), 1 (the store listed only part of the prefix: a
-legacy server's cap), 2 (bad settings, unreachable store, unwritable file); import 0 (all
-planned keys written, or nothing to do), 1 (partial: a store error, a conflict or a refusal
-of create-only; the output lists exactly which keys were written and which were not), 2
-(invalid file, nothing written; bad settings or an unreachable store).
+Exit statuses: export 0 (every key written), 1 (incomplete: the store listed only part of
+the prefix (a legacy server's cap) or failed after some keys; the file then ends with its
+end marker line, ``{"incomplete": true, ...}``), 2 (bad settings, unreachable store,
+unwritable file); import 0 (all planned keys written, or nothing to do), 1 (partial: a
+store error, a conflict or a refusal of create-only; the output lists exactly which keys
+were written, which were not and which are unknown), 2 (invalid file, nothing written; bad
+settings or an unreachable store).
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def _run_export(args: argparse.Namespace) -> int:
                 out.write(line)
         except BaseException:
             if args.output:
-                print(f"{args.output} holds only the first {stats.keys} key(s)", file=sys.stderr)
+                print(f"{args.output} holds only the first {stats.keys} key(s), without the "
+                      "end marker of an incomplete export", file=sys.stderr)
             raise
         finally:
             if args.output:
@@ -67,9 +70,9 @@ def _run_export(args: argparse.Namespace) -> int:
     where = args.output or "stdout"
     if not args.quiet:
         print(f"exported {stats.keys} key(s) under {args.prefix!r} to {where}", file=sys.stderr)
-    if stats.truncated:
-        print(f"warning: the store listed only part of {args.prefix!r} (a legacy server's "
-              "Dashboard__LegacyListCap): the export is incomplete", file=sys.stderr)
+    if not stats.complete:
+        print(f"warning: the export of {args.prefix!r} is incomplete: {stats.reason()}; "
+              f"{where} ends with a line saying so", file=sys.stderr)
         return EXIT_PARTIAL
     return 0
 
@@ -120,6 +123,8 @@ def print_plan(plan, out) -> None:
     print(f"Import plan ({plan.mode}, TTL {plan.ttl_policy}): " + ", ".join(
         f"{counts[name]} {name}" for name in ("new", "changed", "unchanged", "skipped",
                                              "blocked", "invalid")), file=out)
+    if plan.incomplete is not None:
+        print(f"warning: {plan.incomplete.sentence()}.", file=out)
     print_list("invalid lines", [f"line {b.line}: {b.message}" for b in plan.invalid], out)
     for action in ("new", "changed", "skipped", "blocked"):
         print_list(action, [f"line {k.line}: {k.key!r}" + (f" ({k.note})" if k.note else "")
@@ -127,17 +132,18 @@ def print_plan(plan, out) -> None:
 
 
 def print_result(result, out) -> None:
-    print(f"Wrote {len(result.written)} key(s)."
-          + ("" if result.complete else " The import did NOT complete:"), file=out)
+    print(result.summary() + ("" if result.complete else " The import did NOT complete:"),
+          file=out)
     if result.failed:
-        print(f"  failed: {result.failed[0]!r}: {result.failed[1]}", file=out)
+        print(f"  not written (failed): {result.failed[0]!r}: {result.failed[1]}", file=out)
     if result.unconfirmed:
-        print(f"  unconfirmed (may still land): {result.unconfirmed[0]!r}: "
+        print(f"  unknown (may or may not be written): {result.unconfirmed[0]!r}: "
               f"{result.unconfirmed[1]}", file=out)
     print_list("written", [repr(k) for k in result.written], out)
     print_list("not written: changed meanwhile", [f"{k!r}: {r}" for k, r in result.conflicts], out)
     print_list("skipped", [f"{k!r}: {r}" for k, r in result.skipped], out)
-    print_list("not attempted (after the failure)", [repr(k) for k in result.not_attempted], out)
+    print_list("not written: not attempted (after the stop)",
+               [repr(k) for k in result.not_attempted], out)
     for line in result.index:
         print(line, file=out)
 

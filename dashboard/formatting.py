@@ -74,7 +74,10 @@ def ttl_label(entry: Entry) -> str:
 def utc_time(ms: int | None) -> str:
     if ms is None:
         return "—"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, ValueError, OSError):  # a store may hold any number: never a 500
+        return f"{'after the year 9999' if ms > 0 else 'before the year 1'} ({ms} ms since 1970)"
 
 
 def human_size(size: int) -> str:

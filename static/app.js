@@ -41,6 +41,20 @@
       if (set && event.target.value) { set.checked = true; }
     }
   });
+
+  // A form that must be sent once (an import's confirmation): its buttons are disabled
+  // once it is submitted, so a double click sends one request (the server refuses a second).
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.matches && form.matches("form[data-submit-once]") && !event.defaultPrevented) {
+      setTimeout(function () {  // after the browser has collected the form's data
+        form.querySelectorAll("button[type=submit]").forEach(function (b) {
+          b.disabled = true;
+          b.setAttribute("aria-busy", "true");
+        });
+      }, 0);
+    }
+  });
 })();
 
 // An htmx request that got no answer from the dashboard itself (it restarted, the

@@ -52,7 +52,13 @@ def test_export_then_import_through_the_browser(page, store, base_url, tmp_path)
     expect(counts).to_have_attribute("data-new", "2")
     expect(counts).to_have_attribute("data-skipped", "1")
     assert store.provider.exists_many(["trip:a"])["trip:a"] is False  # the plan wrote nothing
+    # a click submits once: the button is disabled as soon as the form is submitted (held
+    # here, so the screen stays), then the form goes on its way (the server also refuses a
+    # second confirmation of one plan)
+    page.evaluate("window.addEventListener('submit', (event) => event.preventDefault())")
     page.click('[data-testid="import-confirm"]')
+    expect(page.locator('[data-testid="import-confirm"]')).to_be_disabled()
+    page.evaluate("document.querySelector('[data-testid=import-confirm-form]').submit()")
     result = page.locator('[data-testid="import-result"]')
     expect(result).to_have_attribute("data-complete", "true")
     expect(result).to_have_attribute("data-written", "2")

@@ -12,7 +12,7 @@ from dashboard.config import load_settings
 from dashboard.providers.base import NO_TTL, TtlChange
 from dashboard.providers.errors import Unavailable
 from dashboard.transfer import jsonl
-from tests.support.backends import start_backend
+from tests.support.backends import settings_for, start_backend
 
 BACKENDS = ["devstore", "devstore-legacy", "redis"]
 MiB = 1024 * 1024
@@ -22,12 +22,6 @@ MiB = 1024 * 1024
 def store(request):
     with start_backend(request.param) as backend:
         yield backend
-
-
-def settings_for(store, **dashboard):
-    provider = "ToskaStore" if store.provider.kind == "toskastore" else "Redis"
-    return load_settings(environ={}, overrides={
-        "Mesh": {"KeyValue": {"Provider": provider}}, "Dashboard": dashboard})
 
 
 def export(store, prefix) -> bytes:

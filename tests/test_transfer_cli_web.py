@@ -135,9 +135,9 @@ def test_web_import_plan_then_confirm(web, devstore):
     assert devstore.store.get("imp:old")["value"] == "after"
     audit = client.get("/audit").get_data(as_text=True)
     assert "imp:new" in audit
-    # one confirmation per plan
+    # one confirmation per plan: a second one writes nothing and says why
     again = client.post("/import/confirm", data={"csrf_token": token, "upload": upload})
-    assert again.status_code == 410
+    assert again.status_code == 409 and "already being applied" in again.get_data(as_text=True)
 
 
 def test_web_import_refuses_invalid_and_oversized_files(devstore, devstore_provider):
@@ -213,7 +213,8 @@ def test_single_sign_on_or_demo_needs_no_users():
 
     refuse_broken_setup(load_settings(environ={}, overrides={"Dashboard": {"Demo": True}}))
     refuse_broken_setup(load_settings(environ={}, overrides={"Dashboard": {
-        "TrustedAuthHeader": "X-Forwarded-User", "ForwardedProxies": 1}}))
+        "TrustedAuthHeader": "X-Forwarded-User", "ForwardedProxies": 1,
+        "TrustedAuthProxies": "10.0.0.0/8"}}))
 
 
 def test_the_gunicorn_entry_point_refuses_a_setup_without_operators():

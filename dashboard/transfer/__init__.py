@@ -19,11 +19,12 @@ from .importing import (
     make_plan,
     parse,
     restore_plan,
+    size_words,
 )
-from .jsonl import InvalidLine, decode_line, encode_line, record
+from .jsonl import Incomplete, InvalidLine, decode_line, encode_line, marker_line, record
 
 __all__ = [
     "MODES", "TTL_POLICIES", "ExportStats", "ImportResult", "InvalidLine", "ParsedFile", "Plan",
     "PlannedKey", "TooBig", "apply", "decode_line", "encode_line", "export_lines", "file_name",
-    "make_plan", "parse", "record", "restore_plan",
+    "make_plan", "parse", "record", "restore_plan", "Incomplete", "marker_line", "size_words",
 ]

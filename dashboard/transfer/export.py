@@ -4,6 +4,11 @@ The walk is ``provider.dump`` pages (whole, exact values), consumed as they arri
 export of any size holds one page in memory (plus, on Redis, the keys already written,
 because SCAN may return a key twice). The web streams the lines as they are read (the
 download's growth is its progress); the CLI reports progress on stderr.
+
+An export that could not read the whole prefix says so in the file: its last line is the
+end marker (``jsonl.marker_line``) when a legacy server listed only its first
+``Dashboard__LegacyListCap`` keys, or when the store failed after some keys were written
+(before any, the error is raised: nothing was written, the caller reports it).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..providers.base import KeyValueProvider
-from .jsonl import encode_line
+from ..providers.errors import ProviderError
+from .jsonl import encode_line, marker_line
 
 #: keys read per store call
 PAGE_SIZE = 500
@@ -26,6 +32,19 @@ class ExportStats:
     pages: int = 0
     #: a legacy server listed only its first ``Dashboard__LegacyListCap`` keys
     truncated: bool = False
+    #: the store error that stopped the export after some keys ("" when none)
+    error: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return not self.truncated and not self.error
+
+    def reason(self) -> str:
+        """Why the export is incomplete, for the end marker and the operator."""
+        if self.error:
+            return f"the store failed after {self.keys} key(s): {self.error}"
+        return ("the store listed only part of the prefix (a legacy server's listing cap, "
+                "Dashboard__LegacyListCap)")
 
 
 def export_lines(
@@ -33,12 +52,28 @@ def export_lines(
     stats: ExportStats | None = None,
     on_page: Callable[[ExportStats], None] | None = None,
 ) -> Iterator[bytes]:
-    """Every key under ``prefix`` as one JSON line each, read page by page."""
+    """Every key under ``prefix`` as one JSON line each, read page by page, then the end
+    marker if the export is incomplete (see the module docstring)."""
     stats = stats if stats is not None else ExportStats()
+    yield from _key_lines(provider, prefix, page_size, stats, on_page)
+    if not stats.complete:
+        yield marker_line(prefix, stats.keys, stats.reason())
+
+
+def _key_lines(
+    provider: KeyValueProvider, prefix: str, page_size: int, stats: ExportStats,
+    on_page: Callable[[ExportStats], None] | None,
+) -> Iterator[bytes]:
     seen: set[str] | None = None if provider.capabilities().ordered else set()
     cursor: str | None = None
     while True:
-        page = provider.dump(prefix, cursor=cursor, limit=page_size)
+        try:
+            page = provider.dump(prefix, cursor=cursor, limit=page_size)
+        except ProviderError as error:
+            if not stats.keys:
+                raise  # nothing written yet: the caller says the export failed
+            stats.error = str(error)
+            return
         stats.pages += 1
         stats.truncated = stats.truncated or page.truncated
         for item in page.items:

@@ -17,6 +17,17 @@ Each line is one JSON object (UTF-8; a line holding a lone surrogate is written 
 - ``version`` and ``lease_id`` where the store reports them (for the record: an import
   never re-attaches a lease, which belongs to the other store; the key gets its TTL).
 
+A zset score that is infinite is the string ``"inf"`` or ``"-inf"`` (JSON has no infinity;
+the writer never emits ``Infinity`` or ``NaN``: ``allow_nan=False``).
+
+An export that could not read the whole prefix (a legacy server's listing cap, a store
+that failed midway) ends with one more line, its end marker::
+
+    {"incomplete": true, "prefix": "profiles:", "keys": 100, "reason": "..."}
+
+``keys`` counts the key lines before it. Import reads the marker (``read_line`` returns an
+``Incomplete``) and says the file is a partial backup; it is never a key.
+
 Reading (``decode_line``) is strict: an unknown member (``ttl`` for ``ttl_ms``) is an error,
 never silently dropped.
 """
@@ -28,6 +39,7 @@ import binascii
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..formatting import has_surrogates
@@ -39,10 +51,32 @@ FIELDS = frozenset({"key", "key_b64", "value", "value_b64", "type", "content",
                     "content_encoding", "ttl_ms", "ttl_known", "expires_at_ms", "version",
                     "lease_id"})
 _STREAM_ID = re.compile(r"\d+-\d+")
+#: the latest expiry a store is asked to keep: 9999-12-31 23:59:59.999 UTC (the dashboard,
+#: Python and .NET dates end there; Redis refuses a PX whose expiry overflows)
+MAX_EXPIRES_AT_MS = 253_402_300_799_999
+#: the members of an export's end marker
+MARKER_FIELDS = frozenset({"incomplete", "prefix", "keys", "reason"})
+#: how an infinite zset score is written (JSON has no infinity)
+_SCORES_OUT = {math.inf: "inf", -math.inf: "-inf"}
+_SCORES_IN = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
 
 
 class InvalidLine(ValueError):
     """A line that is not an export record; ``str()`` says why, for the operator."""
+
+
+@dataclass(frozen=True)
+class Incomplete:
+    """An export's end marker: the file holds only part of ``prefix`` (``reason`` says why)."""
+
+    prefix: str
+    keys: int
+    reason: str
+
+    def sentence(self) -> str:
+        return (f"This file is an incomplete export: it holds only the first {self.keys} key(s) "
+                f"under {self.prefix!r} ({self.reason}). Importing it restores those keys only; "
+                "keys missing from the file are not deleted or restored")
 
 
 # --------------------------------------------------------------------------- writing
@@ -91,7 +125,7 @@ def _content(item: Dumped) -> tuple[Any, bool]:
     if item.type in ("list", "set"):
         return [out(v) for v in members], b64
     if item.type == "zset":
-        return [[out(m), s] for m, s in members], b64
+        return [[out(m), _SCORES_OUT.get(s, s)] for m, s in members], b64
     return [[i.decode("ascii") if isinstance(i, bytes) else i,
              {out(f): out(v) for f, v in fields.items()}] for i, fields in members], b64
 
@@ -128,15 +162,24 @@ def record(item: Dumped) -> dict[str, Any]:
 
 def encode_line(item: Dumped) -> bytes:
     """One line of the export, newline included."""
-    data = record(item)
+    return _line(record(item))
+
+
+def marker_line(prefix: str, keys: int, reason: str) -> bytes:
+    """The end marker of an incomplete export (see the module docstring)."""
+    return _line({"incomplete": True, "prefix": prefix, "keys": keys, "reason": reason})
+
+
+def _line(data: dict[str, Any]) -> bytes:
+    """``data`` as one line of strict JSON (RFC 8259: never NaN or Infinity)."""
     try:
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         # line and paragraph separators only occur inside strings: escaped, so no tool
         # that splits lines on them (str.splitlines) cuts a record
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
         return text.encode("utf-8") + b"\n"
     except UnicodeEncodeError:  # a lone surrogate: \\uXXXX escapes keep it exactly
-        return json.dumps(data, separators=(",", ":")).encode("ascii") + b"\n"
+        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode("ascii") + b"\n"
 
 
 # --------------------------------------------------------------------------- reading
@@ -169,14 +212,32 @@ def _bytes(value: Any, b64: bool, what: str) -> bytes:
         return _unb64(value, what)
     if not isinstance(value, str):
         raise InvalidLine(f"{what} must be a string")
-    return value.encode("utf-8", "surrogatepass")
+    return _utf8(value, what)
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate from a \uXXXX escape
+        raise InvalidLine(f"{what} holds a lone surrogate (U+{ord(text[error.start]):04X}), "
+                          'which is not text: write it base64 ("content_encoding": "base64")'
+                          ) from None
+
+
+def _score(value: Any) -> float | int | None:
+    """A zset score: a number, or "inf"/"-inf"; None when it is neither."""
+    if isinstance(value, str):
+        return _SCORES_IN.get(value.lower())
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return value
 
 
 def _members(type_name: str, content: Any, b64: bool) -> Any:
     if type_name == "hash":
         if not isinstance(content, dict) or not content:
             raise InvalidLine("a hash's content must be a non-empty object of strings")
-        return {_unb64(f, "a hash field") if b64 else f.encode("utf-8", "surrogatepass"):
+        return {_unb64(f, "a hash field") if b64 else _utf8(f, "a hash field"):
                 _bytes(v, b64, "a hash value") for f, v in content.items()}
     if type_name in ("list", "set"):
         if not isinstance(content, list) or not content:
@@ -190,11 +251,11 @@ def _members(type_name: str, content: Any, b64: bool) -> Any:
             raise InvalidLine("a zset's content must be a non-empty array of [member, score]")
         pairs = []
         for pair in content:
-            if (not isinstance(pair, list) or len(pair) != 2 or isinstance(pair[1], bool)
-                    or not isinstance(pair[1], int | float) or math.isnan(pair[1])):
-                raise InvalidLine("a zset's content must be [member, score] pairs with numeric "
-                                  "scores")
-            pairs.append([_bytes(pair[0], b64, "a zset member"), pair[1]])
+            score = _score(pair[1]) if isinstance(pair, list) and len(pair) == 2 else None
+            if score is None:
+                raise InvalidLine('a zset\'s content must be [member, score] pairs with numeric '
+                                  'scores ("inf" and "-inf" for infinite ones)')
+            pairs.append([_bytes(pair[0], b64, "a zset member"), score])
         return pairs
     if not isinstance(content, list) or not content:
         raise InvalidLine("a stream's content must be a non-empty array of [id, {field: value}]")
@@ -211,8 +272,8 @@ def _members(type_name: str, content: Any, b64: bool) -> Any:
     return entries
 
 
-def decode_line(text: str) -> Dumped:
-    """The key one line describes; ``InvalidLine`` saying what is wrong with it."""
+def read_line(text: str) -> Dumped | Incomplete:
+    """The key one line describes, or the export's end marker; ``InvalidLine`` otherwise."""
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except InvalidLine:
@@ -221,6 +282,32 @@ def decode_line(text: str) -> Dumped:
         raise InvalidLine(f"not valid JSON ({getattr(error, 'msg', error)})") from None
     if not isinstance(data, dict):
         raise InvalidLine("not a JSON object")
+    if "incomplete" in data:
+        return _marker(data)
+    return _item(data)
+
+
+def decode_line(text: str) -> Dumped:
+    """The key one line describes; ``InvalidLine`` saying what is wrong with it."""
+    found = read_line(text)
+    if isinstance(found, Incomplete):
+        raise InvalidLine("the end marker of an incomplete export, not a key")
+    return found
+
+
+def _marker(data: dict[str, Any]) -> Incomplete:
+    unknown = sorted(set(data) - MARKER_FIELDS)
+    if unknown:
+        raise InvalidLine(f"an end marker with unknown member(s) {', '.join(map(repr, unknown))}")
+    prefix, keys, reason = data.get("prefix", ""), data.get("keys"), data.get("reason", "")
+    if (data["incomplete"] is not True or not isinstance(prefix, str) or not _int(keys)
+            or keys < 0 or not isinstance(reason, str)):
+        raise InvalidLine('an end marker is {"incomplete": true, "prefix": "...", "keys": N, '
+                          '"reason": "..."}')
+    return Incomplete(prefix, keys, reason or "the export did not finish")
+
+
+def _item(data: dict[str, Any]) -> Dumped:
     unknown = sorted(set(data) - FIELDS)
     if unknown:
         raise InvalidLine(f"unknown member(s) {', '.join(map(repr, unknown))}")
@@ -267,11 +354,16 @@ def decode_line(text: str) -> Dumped:
     ttl_ms = data.get("ttl_ms")
     if ttl_ms is not None and (not _int(ttl_ms) or ttl_ms < 0):
         raise InvalidLine('"ttl_ms" must be null (no expiry) or milliseconds (0 or more)')
+    if ttl_ms is not None and ttl_ms > MAX_EXPIRES_AT_MS:
+        raise InvalidLine(f'"ttl_ms" {ttl_ms} is longer than any store keeps a key (an expiry '
+                          'after the year 9999); use null for no expiry')
     if ttl_ms is not None and not ttl_known:
         raise InvalidLine('"ttl_known": false goes with "ttl_ms": null')
     expires_at = data.get("expires_at_ms")
-    if expires_at is not None and (not _int(expires_at) or expires_at <= 0):
-        raise InvalidLine('"expires_at_ms" must be Unix epoch milliseconds')
+    if expires_at is not None and (not _int(expires_at) or expires_at <= 0
+                                   or expires_at > MAX_EXPIRES_AT_MS):
+        raise InvalidLine('"expires_at_ms" must be Unix epoch milliseconds between 1970 and the '
+                          'year 9999')
     if expires_at is not None and ttl_ms is None:
         raise InvalidLine('"expires_at_ms" needs "ttl_ms" (a key without expiry has none)')
     version = data.get("version")

@@ -2,25 +2,37 @@
 
 ``GET /export?prefix=P`` streams the file as the store's pages arrive (a download's growth
 is its progress); the first page is read before the answer starts, so a store that does
-not answer gets the usual error page instead of a broken download.
+not answer gets the usual error page instead of a broken download. An incomplete export
+ends with its end marker line (``transfer.jsonl``); when that is known before the answer
+starts (a legacy server's listing cap shows on the first page), the answer also carries
+``X-Export-Complete: false``. The file's last line is what tells, in every case.
 
 ``/import``: upload (or paste) a file and choose a mode; ``POST /import`` shows the plan
 (nothing written) and keeps the file and what the plan saw in the session storage (shared
 by gunicorn's workers, and by replicas with a Redis) under a random id, for an hour;
 ``POST /import/confirm`` writes it with compare-and-set against what the plan saw, then
-shows exactly which keys were written. See ``transfer.importing``.
+shows exactly which keys were written. The confirmation claims the upload first, with an
+atomic add in that same storage: a second confirmation of the same plan (a double click,
+another replica) answers 409 "already being applied" and writes nothing. See
+``transfer.importing``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
+import os
 import secrets
+import struct
+import tempfile
 import time
 from typing import Any
 
+from cachelib import BaseCache, FileSystemCache
 from flask import Blueprint, Response, abort, current_app, render_template, request
 from flask_login import current_user, login_required
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import discovery, jobs, transfer
 from ..auth import editor_required
@@ -34,6 +46,9 @@ bp = Blueprint("transfer", __name__)
 UPLOAD_TTL_S = 3600
 #: rows of each kind the plan and result pages list (counts are complete)
 SHOWN = 500
+ALREADY_APPLIED = ("This upload is already being applied, or was (it was confirmed already, "
+                   "e.g. by a double click): this confirmation wrote nothing. The first "
+                   "confirmation shows the result; every write is on the audit page.")
 
 
 def _settings():
@@ -56,13 +71,18 @@ def export():
     def stream():
         yield from first
         yield from lines
-        logger.info("export by %s: %d keys under %r%s", operator, stats.keys, prefix,
-                     " (truncated by the store's listing cap)" if stats.truncated else "")
+        if stats.complete:
+            logger.info("export by %s: %d keys under %r", operator, stats.keys, prefix)
+        else:
+            logger.warning("export by %s: INCOMPLETE, %d keys under %r: %s", operator,
+                           stats.keys, prefix, stats.reason())
 
     name = transfer.file_name(prefix)
-    return Response(stream(), mimetype="application/x-ndjson", headers={
-        "Content-Disposition": f'attachment; filename="{name}"',
-        "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    headers = {"Content-Disposition": f'attachment; filename="{name}"',
+               "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    if not stats.complete:
+        headers["X-Export-Complete"] = "false"
+    return Response(stream(), mimetype="application/x-ndjson", headers=headers)
 
 
 # --------------------------------------------------------------------------- import
@@ -74,6 +94,42 @@ def _operator() -> str:
 
 def _record_key(upload_id: str) -> str:
     return f"import:{upload_id}"
+
+
+def _claim_key(upload_id: str) -> str:
+    return f"import-claim:{upload_id}"
+
+
+def claim(cache: BaseCache, key: str, value: dict[str, Any], timeout: int) -> bool:
+    """Add ``key`` only if absent, atomically where every worker and replica sees it.
+
+    Redis (``SETNX``) and memory (one lock) add atomically; cachelib's file cache checks
+    then writes, so there the entry is prepared aside and hard-linked into place, which
+    fails when the name exists.
+    """
+    if not isinstance(cache, FileSystemCache):
+        return bool(cache.add(key, value, timeout=timeout))
+    target = cache._get_filename(key)  # noqa: SLF001 - the cache's own file for the key
+    fd, prepared = tempfile.mkstemp(suffix=".claim", dir=os.path.dirname(target))
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(struct.pack("I", int(time.time()) + timeout))
+            cache.serializer.dump(value, out)
+        try:
+            os.link(prepared, target)
+        except FileExistsError:
+            if cache.get(key) is not None:
+                return False
+            with contextlib.suppress(FileNotFoundError):  # an expired claim: take it over
+                os.remove(target)
+            try:
+                os.link(prepared, target)
+            except FileExistsError:
+                return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(prepared)
 
 
 def stash_plan(app, store: KeyValueProvider, operator: str, data: bytes, mode: str,
@@ -125,6 +181,24 @@ def import_form():
     return _form_page()
 
 
+@bp.errorhandler(RequestEntityTooLarge)
+def upload_too_large(error: RequestEntityTooLarge):
+    """An upload over what one request may carry: this page's refusal, naming the setting."""
+    if request.endpoint != "transfer.import_plan":
+        from ..errors import render_error
+
+        return render_error(413, f"413 {error.name}", error.description or "")
+    limit = _settings().dashboard.max_import_bytes
+    size = request.content_length
+    sent = f"The upload ({transfer.size_words(size)})" if size else "The upload"
+    pasted = current_app.config.get("MAX_FORM_MEMORY_SIZE")
+    return _form_page(
+        f"Nothing was imported: {sent} is more than the dashboard takes. An import file may "
+        f"be at most {transfer.size_words(limit)} (Dashboard__MaxImportBytes)"
+        + (f", and pasted text at most {transfer.size_words(pasted)} (choose the file "
+           "instead)" if pasted else "") + "; split the export by prefix.", 413)
+
+
 @bp.post("/import")
 @editor_required
 def import_plan():
@@ -163,12 +237,24 @@ def import_confirm():
         return _form_page(f"The upload could not be read back ({error}); nothing was "
                           "written.", 503)
     if not isinstance(record, dict):
+        with contextlib.suppress(Exception):  # the storage is down: the 410 below is still true
+            if cache.get(_claim_key(upload_id)) is not None:
+                return _form_page(ALREADY_APPLIED, 409)
         return _form_page("This upload is no longer kept (it was confirmed already, or more "
                           f"than {UPLOAD_TTL_S // 60} minutes passed): nothing was written. "
                           "Upload the file again.", 410)
     if record.get("operator") != _operator():
         abort(403, description="This upload was planned by another operator.")
-    cache.delete(_record_key(upload_id))  # one confirmation per plan
+    try:  # one confirmation per plan: only the first claim goes ahead
+        claimed = claim(cache, _claim_key(upload_id), {"operator": _operator(),
+                                                       "started": time.time()}, UPLOAD_TTL_S)
+    except Exception as error:  # redis.RedisError, OSError: the session storage is down
+        return _form_page(f"The upload could not be claimed for writing ({error}); nothing "
+                          "was written.", 503)
+    if not claimed:
+        return _form_page(ALREADY_APPLIED, 409)
+    with contextlib.suppress(Exception):  # the claim already guards it; the record just expires
+        cache.delete(_record_key(upload_id))
     settings = _settings()
     data = base64.b64decode(record["data"])
     parsed = transfer.parse(data, max_bytes=max(len(data), 1))
@@ -177,8 +263,9 @@ def import_confirm():
         return _form_page(plan.refused, 422)
     written, unconfirmed = audit_hooks(_operator())
     result = transfer.apply(provider(), settings, plan, audit=written, unconfirmed=unconfirmed)
-    current_app.logger.info("import by %s: %d written, %d conflicts, failed: %s",
-                            _operator(), len(result.written), len(result.conflicts),
-                            result.failed[0] if result.failed else "none")
+    current_app.logger.info("import by %s: %s (conflicts %d, failed: %s, unknown: %s)",
+                            _operator(), result.summary(), len(result.conflicts),
+                            result.failed[0] if result.failed else "none",
+                            result.unknown[0] if result.unknown else "none")
     discovery.forget()  # imported keys may be new services
     return render_template("transfer/result.html", plan=plan, result=result, shown=SHOWN)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from dashboard.config import load_settings
 from dashboard.providers.base import NO_TTL, KeyValueProvider, TtlChange
 
 BACKEND_NAMES = [
@@ -155,3 +156,9 @@ def start_backend(name: str) -> Iterator[Backend]:
         yield backend
     finally:
         generator.close()
+
+
+def settings_for(store, **dashboard):
+    provider = "ToskaStore" if store.provider.kind == "toskastore" else "Redis"
+    return load_settings(environ={}, overrides={
+        "Mesh": {"KeyValue": {"Provider": provider}}, "Dashboard": dashboard})
