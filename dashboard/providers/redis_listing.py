@@ -15,11 +15,13 @@ primary's place keeps every index meaning the same slots.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from redis import exceptions as rx
 
 from . import errors
+from .budget import BudgetedPage, Unread, WorkBudget
 
 #: characters that are special in a SCAN MATCH glob
 _GLOB_SPECIAL = frozenset(b"*?[]\\")
@@ -111,6 +113,50 @@ class RedisListing:
         next_cursor = f"{CLUSTER_CURSOR}{node_index}:{position}" if more else None
         return sorted(found), next_cursor
 
+    def _budgeted_page(
+        self, keys: Sequence[bytes], next_cursor: str | None, preview_bytes: int | None,
+        work: WorkBudget,
+    ) -> BudgetedPage:
+        """The entries of ``keys`` read through ``work``'s byte budget, a pipeline at a time.
+
+        Redis reads the start of a value (``GETRANGE``): each string costs at most
+        ``preview_bytes``, so a pipeline holds as many keys as the bytes left allow (at
+        least one); once the budget is spent the rest of the page is ``Unread``. Charged
+        per pipeline: one call, and the bytes of the values it returned (strings as
+        stored; a collection's preview as its text).
+        """
+        if work.after is not None:  # examined by an earlier step of the walk
+            keys = [key for key in keys if work.wanted(self._key_name(key))]
+        entries: list[Any] = []
+        unread: list[Unread] = []
+        position = 0
+        while position < len(keys):
+            left = work.read_limit(first=not entries)
+            if left is not None and left <= 0:
+                unread.extend(Unread(self._key_name(k)) for k in keys[position:])
+                break
+            count = len(keys) - position
+            if left is not None and preview_bytes:
+                fits = left // preview_bytes
+                if fits == 0 and work.bytes_read:  # one more value could pass the budget
+                    unread.extend(Unread(self._key_name(k)) for k in keys[position:])
+                    break
+                count = max(1, min(count, fits))
+            chunk = keys[position:position + count]
+            position += count
+            work.call()
+            for entry in self._read_entries(chunk, preview_bytes=preview_bytes):  # type: ignore[attr-defined]
+                if entry is None:
+                    continue  # gone since SCAN listed it
+                work.read(_bytes_of(entry, preview_bytes))
+                entries.append(entry)
+        return BudgetedPage(entries, next_cursor, source="scan", unread=unread,
+                            bytes_read=work.bytes_read, byte_budget=work.bytes)
+
+    @staticmethod
+    def _key_name(key: bytes) -> str:
+        return key.decode("utf-8", "surrogateescape")
+
     def _primaries(self) -> list[Any]:
         """Every primary of the cluster, ordered by the first slot it serves."""
         slots = self._cluster.nodes_manager.slots_cache
@@ -172,3 +218,13 @@ class RedisListing:
             f"invalid cursor {cursor!r}: pass back a next_cursor from this store",
             store=self.name,
         )
+
+
+def _bytes_of(entry: Any, preview_bytes: int | None) -> int:
+    """The bytes of a value a read returned: a preview's ``preview_bytes`` (GETRANGE's
+    answer), a whole string's size, a collection preview's text."""
+    if entry.value is not None:
+        if entry.partial and preview_bytes:
+            return min(entry.size, preview_bytes)
+        return entry.size
+    return len(repr(entry.content).encode("utf-8", "surrogateescape"))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import search
+from .budget import WorkBudget, browse_budget
 from .glob import compile_glob
 from .redis_listing import glob_escape
 from .redis_reads import key_text
@@ -20,8 +21,13 @@ from .redis_reads import key_text
 
 def scan_matching(
     provider: Any, prefix: str, pattern: str, *, cursor: str | None, limit: int, budget: int,
-    preview_bytes: int | None,
+    preview_bytes: int | None, work: WorkBudget | None = None,
 ) -> search.SearchPage:
+    """The hits' values are read through ``work`` (a browse page's budget unless given),
+    as a browse page's are (``RedisListing._budgeted_page``): past its bytes, hits are
+    ``unread``."""
+    if work is None:
+        work = browse_budget()
     if limit < 1 or budget < 1:
         raise ValueError("limit and budget must be positive")
     search.check_pattern(pattern, provider.name)
@@ -44,15 +50,15 @@ def scan_matching(
                 break
             if len(found) >= limit:
                 break
-        ordered = sorted(found)
-        entries = [e for e in provider._read_entries(ordered, preview_bytes=preview_bytes)
-                   if e is not None]
+        read = provider._budgeted_page(sorted(found), None, preview_bytes, work)
         total = keyspace_size(provider)
     # COUNT is a hint: the keys examined are an estimate, never more than the keyspace
     state.scanned = total if finished else min(state.scanned, max(total - 1, 0))
+    state.bytes_read += work.bytes_read
     return search.SearchPage(
-        entries, None if finished else search.encode_cursor(state, *scope), state.scanned,
-        total, finished, "scan")
+        read.entries, None if finished else search.encode_cursor(state, *scope),
+        state.scanned, total, finished, "scan", bytes_read=state.bytes_read,
+        unread=read.unread, byte_budget=work.bytes, step_bytes=work.bytes_read)
 
 
 def _server_match(provider: Any, prefix: str, pattern: str

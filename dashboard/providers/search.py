@@ -17,13 +17,13 @@ import base64
 import binascii
 import hashlib
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
-from .base import Entry, EntryPage, KeyValueProvider, ListingSource
+from .base import Entry, KeyValueProvider, ListingSource
+from .budget import BudgetedPage, Unread, WorkBudget
 from .glob import compile_glob
 
 #: keys one key search request examines by default
@@ -33,7 +33,8 @@ VALUE_KEY_BUDGET = 2_000
 VALUE_BYTE_BUDGET = 16 * 1024 * 1024
 #: the start of each value a value search looks at (Redis reads only this much)
 VALUE_SEARCH_BYTES = 256 * 1024
-#: wall-clock a value search spends matching one request (a slow regex stops here)
+#: wall-clock one value search request may spend (reading and matching, checked per
+#: value: a slow regex stops here and the step answers what it has, with "continue")
 MATCH_SECONDS = 2.0
 #: one value's regex search may take this long before the pattern is refused
 REGEX_TIMEOUT = 0.25
@@ -51,6 +52,9 @@ class ValueHit:
     after: str
     #: the value was longer than what was searched (only its start was looked at)
     clipped: bool = False
+    #: False when only the start of the value was read (a store without partial reads, past
+    #: the byte budget): ``entry.size`` is then what was read, the value is longer
+    size_known: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,16 +76,30 @@ class SearchPage:
     truncated: bool = False
     #: value search: each matching value with its excerpt
     hits: list[ValueHit] = field(default_factory=list)
-    #: value search: bytes of values read since the search began
+    #: value search: bytes read from the store since the search began (every step's
+    #: answers as they arrived, listings included where the store's reads are metered)
     bytes_read: int = 0
+    #: why this step stopped before the end (``WorkBudget.note``), "" otherwise
+    stopped: str = ""
+    #: key search: the hits of this step whose values were not read within the step's
+    #: byte budget (``byte_budget``), after ``entries`` in key order
+    unread: list[Unread] = field(default_factory=list)
+    #: key search: the byte budget the hits' values were read through (None: unbudgeted)
+    byte_budget: int | None = None
+    #: key search: the bytes this step read from the store (listings and values, as they
+    #: arrived; ``bytes_read`` counts since the search began)
+    step_bytes: int = 0
 
     @property
     def complete(self) -> bool:
         return self.next_cursor is None
 
-    def rows(self) -> EntryPage:
-        """The entries as a browse page with no next page (the search has its own)."""
-        return EntryPage(self.entries, None, self.truncated, self.source)
+    def rows(self) -> BudgetedPage:
+        """The entries (then the unread hits) as a browse page with no next page (the
+        search has its own)."""
+        return BudgetedPage(self.entries, None, self.truncated, self.source,
+                            unread=self.unread, bytes_read=self.step_bytes,
+                            byte_budget=self.byte_budget)
 
 
 @dataclass
@@ -145,44 +163,58 @@ def _resume(items: Sequence[Any], after: str | None, key: Callable[[Any], str]) 
 
 
 Fetch = Callable[[str | None], tuple[Sequence[Any], str | None]]
+#: ``accept(item, first) -> True (a hit), False (examined, no hit) or None``: None when
+#: the item could not be examined within the budget (its value not read, or the time
+#: ran out while matching it); ``first`` is True for the first item of the step
+Accept = Callable[[Any, bool], "bool | None"]
 
 
 def walk(
-    fetch: Fetch, state: _State, *, key: Callable[[Any], str], accept: Callable[[Any], bool],
-    limit: int, budget: int, byte_budget: int | None = None,
-    size: Callable[[Any], int] | None = None,
+    fetch: Fetch, state: _State, *, key: Callable[[Any], str], accept: Accept,
+    limit: int, work: WorkBudget,
 ) -> tuple[list[Any], bool]:
-    """Examine items page by page until ``limit`` accepted, the budget, or the end.
+    """Examine items page by page until ``limit`` accepted, ``work`` is spent, or the end.
 
-    Updates ``state`` to where the next request goes on; returns (accepted, finished).
+    The budget (time, store calls, bytes read, items) is checked before every item, not
+    between pages; a step always examines its first item, so every step makes progress.
+    Updates ``state`` to where the next request goes on (and adds every byte ``work``, the
+    request's budget, has read, listings read before the walk included); returns
+    (accepted, finished).
     """
     found: list[Any] = []
-    examined = read = 0
-    while True:
-        items, following = fetch(state.inner)
-        start = _resume(items, state.after, key)
-        stopped = False
-        for item in items[start:]:
-            examined += 1
-            if size is not None:
-                read += size(item)
-            if accept(item):
-                found.append(item)
-            state.after = key(item)
-            if (len(found) >= limit or examined >= budget
-                    or (byte_budget is not None and read >= byte_budget)):
-                stopped = True
-                break
+    examined = 0
+    try:
+        while True:
+            work.after = state.after  # budgeted reads skip what was examined already
+            items, following = fetch(state.inner)
+            start = _resume(items, state.after, key)
+            stopped = False
+            for item in items[start:]:
+                if examined and work.exhausted():
+                    stopped = True
+                    break
+                outcome = accept(item, examined == 0)
+                if outcome is None:
+                    stopped = True
+                    break
+                examined += 1
+                work.item()
+                if outcome:
+                    found.append(item)
+                state.after = key(item)
+                if len(found) >= limit:
+                    stopped = True
+                    break
+            if stopped and (not items or state.after != key(items[-1])):
+                return found, False  # go on inside this page next time
+            if not following:
+                return found, True
+            state.inner, state.after = following, None
+            if stopped or work.exhausted():
+                return found, False
+    finally:
         state.scanned += examined
-        state.bytes_read += read
-        examined = read = 0
-        if stopped and state.after != key(items[-1]):
-            return found, False  # go on inside this page next time
-        if not following:
-            return found, True
-        state.inner, state.after = following, None
-        if stopped:
-            return found, False
+        state.bytes_read += work.bytes_read
 
 
 def _budgets(limit: int, budget: int) -> tuple[int, int]:
@@ -191,29 +223,54 @@ def _budgets(limit: int, budget: int) -> tuple[int, int]:
     return limit, budget
 
 
+#: ``read(keys, work) -> entries read, then Unread keys`` (in key order): the values of
+#: a key search's hits through ``work``'s byte budget (``ListingMixin.read_values``)
+ReadValues = Callable[[list[str], WorkBudget], Sequence["Entry | Unread"]]
+
+
 def match_keys(
     provider: KeyValueProvider, prefix: str, pattern: str, fetch: Fetch, *,
     cursor: str | None, limit: int, budget: int, preview_bytes: int | None,
     total: int | None = None, source: ListingSource = "range", truncated: bool = False,
+    work: WorkBudget | None = None, read: ReadValues | None = None,
 ) -> SearchPage:
-    """A key search over sorted key pages: glob-filter here, then read the hits' values."""
+    """A key search over sorted key pages: glob-filter here, then read the hits' values.
+
+    ``budget`` counts the keys examined. With ``work`` and ``read`` the hits' values are
+    read through ``work``'s byte budget (a browse page's: the hits past it are
+    ``unread``, still shown) and the page reports ``work``'s bytes, the listings ``fetch``
+    charged to it included; without them, one plain ``mget``.
+    """
     limit, budget = _budgets(limit, budget)
     check_pattern(pattern, provider.name)
     state = decode_cursor(cursor, provider.name, "keys", prefix, pattern)
     matches = compile_glob(pattern)
-    keys, finished = walk(fetch, state, key=str, accept=lambda k: matches(k[len(prefix):]),
-                          limit=limit, budget=budget)
+    keys, finished = walk(fetch, state, key=str,
+                          accept=lambda k, _first: matches(k[len(prefix):]),
+                          limit=limit, work=WorkBudget(items=budget))
     entries: list[Entry] = []
-    if keys:
+    unread: list[Unread] = []
+    if keys and work is not None and read is not None:
+        # values only for the hits, as far as the byte budget goes; gone keys drop out
+        for item in read(keys, work):
+            if isinstance(item, Unread):
+                unread.append(item)
+            else:
+                entries.append(item)
+    elif keys:
         # values only for the hits: keys that vanished since the listing drop out
         values = provider.mget(keys)
         entries = [e for k in keys if (e := values.get(k)) is not None]
+    step_bytes = work.bytes_read if work is not None else 0
+    state.bytes_read += step_bytes
     if finished:
         total, exact = state.scanned, True
     else:
         exact = total is not None and source != "scan"
     return SearchPage(entries, None if finished else encode_cursor(
-        state, "keys", prefix, pattern), state.scanned, total, exact, source, truncated)
+        state, "keys", prefix, pattern), state.scanned, total, exact, source, truncated,
+        bytes_read=state.bytes_read, unread=unread,
+        byte_budget=work.bytes if work is not None else None, step_bytes=step_bytes)
 
 
 def listed_keys(provider: KeyValueProvider, prefix: str, page_size: int = 1000) -> Fetch:
@@ -238,12 +295,18 @@ class BadPattern(errors.InvalidRequest):
     """A search text or regular expression that cannot be used, with the reason."""
 
 
+class OutOfTime(Exception):
+    """Matching one value ran into the request's time budget (not the pattern's fault)."""
+
+
 def value_matcher(query: str, *, regex: bool, icase: bool,
-                  store: str = "") -> Callable[[str], tuple[int, int] | None]:
-    """``text -> (start, end)`` of the first match, or None.
+                  store: str = "") -> Callable[..., tuple[int, int] | None]:
+    """``find(text, time_left=inf) -> (start, end)`` of the first match, or None.
 
     Regular expressions run in the ``regex`` package with a timeout per value: a
     catastrophic pattern (``(a+)+$``) is stopped and refused, never left to hang a worker.
+    The timeout is capped by ``time_left`` (what remains of the request's budget): a
+    value stopped by that cap raises ``OutOfTime`` instead, and the step ends there.
     """
     import regex as rx
 
@@ -258,10 +321,14 @@ def value_matcher(query: str, *, regex: bool, icase: bool,
     except (rx.error, ValueError, OverflowError, RecursionError) as exc:
         raise BadPattern(f"not a valid regular expression: {exc}", store=store) from exc
 
-    def find(text: str) -> tuple[int, int] | None:
+    def find(text: str, time_left: float = float("inf")) -> tuple[int, int] | None:
+        capped = time_left < REGEX_TIMEOUT
         try:
-            found = compiled.search(text, timeout=REGEX_TIMEOUT)
+            found = compiled.search(text, timeout=max(time_left, 0.0) if capped
+                                    else REGEX_TIMEOUT)
         except TimeoutError as exc:
+            if capped:
+                raise OutOfTime from exc
             raise BadPattern(
                 f"the regular expression took longer than {REGEX_TIMEOUT:g} s on one value "
                 "and was stopped (nested repetition such as (a+)+ backtracks without end); "
@@ -269,12 +336,6 @@ def value_matcher(query: str, *, regex: bool, icase: bool,
         return found.span() if found is not None else None
 
     return find
-
-
-def _value_bytes(entry: Entry) -> int:
-    if entry.value is None:
-        return 0
-    return entry.size
 
 
 def _searched_text(entry: Entry) -> tuple[str, bool]:
@@ -296,39 +357,56 @@ def excerpt(text: str, start: int, end: int, width: int = 80) -> tuple[str, str,
     return before, shown, after
 
 
+def value_budget(budget: int = VALUE_KEY_BUDGET, byte_budget: int = VALUE_BYTE_BUDGET,
+                 seconds: float | None = None) -> WorkBudget:
+    """The budget of one value search request (``MATCH_SECONDS`` unless ``seconds``)."""
+    return WorkBudget(seconds=MATCH_SECONDS if seconds is None else seconds,
+                      bytes=byte_budget, items=budget)
+
+
 def search_values(
     provider: KeyValueProvider, prefix: str, query: str, fetch: Fetch, *, regex: bool,
-    icase: bool, cursor: str | None, limit: int, budget: int, byte_budget: int,
+    icase: bool, cursor: str | None, limit: int, work: WorkBudget,
     source: ListingSource = "range", total: int | None = None,
 ) -> SearchPage:
-    """A value search over sorted entry pages (values read with the listing)."""
-    limit, budget = _budgets(limit, budget)
+    """A value search over sorted pages of entries (and ``Unread`` keys) read through
+    ``work``: time, bytes and keys are checked per value."""
+    if limit < 1:
+        raise ValueError("limit must be positive")
     find = value_matcher(query, regex=regex, icase=icase, store=provider.name)
     state = decode_cursor(cursor, provider.name, "values", prefix, query,
                           "r" if regex else "t", "i" if icase else "c")
     hits: list[ValueHit] = []
-    deadline = time.monotonic() + MATCH_SECONDS
 
-    def accept(entry: Entry) -> bool:
+    def accept(item: Entry | Unread, first: bool) -> bool | None:
+        size_known = True
+        if isinstance(item, Unread):
+            if not first or item.start is None:
+                return None  # its value was not read: the next step starts with it
+            # a value bigger than the whole budget: its start is what a step can read
+            entry = Entry(key=item.key, value=item.start, ttl_known=False,
+                          stored_size=item.start_bytes)
+            size_known = False
+        else:
+            entry = item
         if entry.value is None:
             return False  # hashes, lists ...: not searched
         text, clipped = _searched_text(entry)
-        span = find(text)
+        try:
+            span = find(text, float("inf") if first else work.time_left())
+        except OutOfTime:
+            work.stopped = work.stopped or "time"
+            return None
         if span is None:
             return False
-        hits.append(ValueHit(entry, *excerpt(text, *span), clipped=clipped))
+        hits.append(ValueHit(entry, *excerpt(text, *span), clipped=clipped,
+                             size_known=size_known))
         return True
 
-    def timed(inner: str | None):
-        if time.monotonic() > deadline and state.scanned:
-            raise _OutOfTime
-        return fetch(inner)
+    def key(item: Entry | Unread) -> str:
+        return item.key
 
-    try:
-        _, finished = walk(timed, state, key=lambda e: e.key, accept=accept, limit=limit,
-                           budget=budget, byte_budget=byte_budget, size=_value_bytes)
-    except _OutOfTime:
-        finished = False
+    _, finished = walk(fetch, state, key=key, accept=accept, limit=limit, work=work)
     if finished:
         total, exact = state.scanned, True
     else:
@@ -336,19 +414,19 @@ def search_values(
     next_cursor = None if finished else encode_cursor(
         state, "values", prefix, query, "r" if regex else "t", "i" if icase else "c")
     return SearchPage([h.entry for h in hits], next_cursor, state.scanned, total, exact, source,
-                      hits=hits, bytes_read=state.bytes_read)
+                      hits=hits, bytes_read=state.bytes_read,
+                      stopped="" if finished else work.note())
 
 
-class _OutOfTime(Exception):
-    """The request's matching time is spent: answer with what was found."""
+def scanned_entries(provider: KeyValueProvider, prefix: str, work: WorkBudget,
+                    page_size: int = 250) -> Fetch:
+    """Pages of entries read through ``work`` (the start of each value where the store
+    can read a part; else whole values, as far as the byte budget goes), then the page's
+    ``Unread`` keys."""
 
-
-def scanned_entries(provider: KeyValueProvider, prefix: str, page_size: int = 250) -> Fetch:
-    """Pages of entries (values read whole where the store cannot read a part)."""
-
-    def fetch(inner: str | None) -> tuple[list[Entry], str | None]:
+    def fetch(inner: str | None) -> tuple[list[Entry | Unread], str | None]:
         page = provider.scan(prefix, cursor=inner, limit=page_size,
-                             preview_bytes=VALUE_SEARCH_BYTES)
-        return page.entries, page.next_cursor
+                             preview_bytes=VALUE_SEARCH_BYTES, work=work)
+        return [*page.entries, *getattr(page, "unread", ())], page.next_cursor
 
     return fetch

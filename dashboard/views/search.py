@@ -1,9 +1,9 @@
 """Searching inside the values of a service: text or a regular expression, bounded.
 
-One request reads at most a budget of keys and bytes of values (``search.py`` in the
-providers), shows the values that matched with an excerpt around the first match, and
-offers a "continue" link carrying the position in the URL, so a rare match in a huge
-service never blocks a request and a reload shows the same step.
+One request works within one ``WorkBudget`` (time, keys, bytes read; ``budget.py`` and
+``search.py`` in the providers), checked per value, shows the values that matched with
+an excerpt around the first match, and offers a "continue" link carrying the position in
+the URL, so a rare match in a huge service never blocks a request and a reload shows the same step.
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ def values():
     status = 200
     if query:
         try:
+            # one budget for the step: time, keys and bytes, checked per value
+            work = search.value_budget(KEY_BUDGET, BYTE_BUDGET)
             found = store.search_values(
                 prefix, query, regex=regex, icase=icase, cursor=cursor, limit=HIT_LIMIT,
-                budget=KEY_BUDGET, byte_budget=BYTE_BUDGET)
+                work=work)
         except search.BadPattern as error:
             # said beside the form; an htmx answer must be 200 to be swapped in
             context["problem"] = error.message
