@@ -12,12 +12,13 @@ from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from flask import Flask, Request, current_app, request, session
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import forms
 from .config import ConfigError, Settings, load_settings
 from .formatting import has_surrogates
 from .sessions import session_interface
@@ -49,13 +50,24 @@ csrf = CSRFProtect()
 
 
 class _Request(Request):
-    """Query strings decode ``%FF`` back to the surrogate-escaped key it came from."""
+    """Parameters decode ``%FF`` back to the surrogate-escaped key it came from, and one
+    the store cannot take answers 400 naming it, whichever route reads it (``forms``)."""
+
+    form_data_parser_class = forms.FormParser
 
     @cached_property
     def args(self):  # type: ignore[override]
-        pairs = parse_qsl(self.query_string.decode("latin-1"), keep_blank_values=True,
-                          encoding="utf-8", errors="surrogateescape")
+        pairs = forms.decode_pairs(self.query_string)
+        forms.refuse_undecodable(pairs, "query")
         return self.parameter_storage_class(pairs)
+
+    @property
+    def form(self):  # type: ignore[override]
+        parsed = Request.form.__get__(self, type(self))  # werkzeug's, parsed once
+        if not self.__dict__.get("_kv_form_checked"):
+            forms.refuse_undecodable(parsed.items(multi=True), "form")
+            self.__dict__["_kv_form_checked"] = True
+        return parsed
 
 
 class _Flask(Flask):

@@ -25,7 +25,10 @@ from .providers.errors import Conflict, NotFound, ProviderError, WriteUnknown
 #: how often a transaction is retried when only the index changed under it
 ATTEMPTS = 8
 
-IndexStatus = Literal["not-kept", "unchanged", "updated", "created", "skipped", "failed"]
+#: "failed": the index was not changed; "unknown": its update went unanswered and reading
+#: it back does not show it (the store may still apply it)
+IndexStatus = Literal["not-kept", "unchanged", "updated", "created", "skipped", "failed",
+                      "unknown"]
 
 
 @dataclass(frozen=True)
@@ -90,16 +93,19 @@ def delete(
 ) -> WriteResult:
     """Delete ``key`` (if still as seen) and drop it from its index."""
     service = _target(settings, key) if update_index else None
+    together = False  # the index is in the same transaction as the key
     try:
         if service is not None and service.keeps_index is not False and _transactional(provider):
+            together = True
             result = _delete_in_txn(provider, service, key, expected)
             if result is not None:
                 return result
+            together = False
         existed = provider.delete(key, expected=expected)
     except ProviderError as error:
         if not error.maybe_written:
             raise
-        return _settle(provider, service, key, None, error)
+        return _settle(provider, service, key, None, error, together=together)
     return WriteResult(key, None, _follow_index(provider, service, key, add=False), existed)
 
 
@@ -115,22 +121,50 @@ def _write(
     expected: str | None, create_only: bool, update_index: bool,
 ) -> WriteResult:
     service = _target(settings, key) if update_index else None
+    together = False  # the index is in the same transaction as the key
     try:
         if service is not None and service.keeps_index is not False and _transactional(provider):
+            together = True
             result = _put_in_txn(provider, service, key, value, ttl, expected, create_only)
             if result is not None:
                 return result
+            together = False
         entry = provider.put(key, value, ttl=ttl, expected=expected, create_only=create_only)
     except ProviderError as error:
         if not error.maybe_written:
             raise
-        return _settle(provider, service, key, value, error)
+        return _settle(provider, service, key, value, error, ttl=ttl, expected=expected,
+                       together=together)
     return WriteResult(key, entry, _follow_index(provider, service, key, add=True))
+
+
+def _landed(now: Entry | None, value: str | None, ttl: TtlChange | None,
+            expected: str | None) -> bool:
+    """Whether ``now``, read back, shows the write (one request carries value and TTL).
+
+    A value other than the one written: not landed. The very entry the operator saw
+    (``expected`` still matches): a version that did not move means nothing landed; the same
+    content (a rewrite of the value, e.g. a TTL change) counts only when the TTL shows it.
+    """
+    if value is None:
+        return now is None
+    if now is None or now.value != value:
+        return False
+    if expected is None or not now.matches(expected):
+        return True
+    if expected.startswith("v"):
+        return False  # still the version the operator saw: this write did not land (yet)
+    if ttl is None or ttl.mode == "keep":
+        return True
+    if not now.ttl_known:
+        return False  # the store cannot show a TTL: it cannot show this write either
+    return (now.expires_at_ms is not None) == (ttl.mode == "set")
 
 
 def _settle(
     provider: KeyValueProvider, service: mesh.Service | None, key: str, value: str | None,
-    error: ProviderError,
+    error: ProviderError, *, ttl: TtlChange | None = None, expected: str | None = None,
+    together: bool = False,
 ) -> WriteResult:
     """What happened to a write whose answer was lost (timeout, cut connection, 5xx).
 
@@ -147,14 +181,17 @@ def _settle(
         pass
     except ProviderError as again:
         reread = f"reading the key back failed too ({again.message})"
-    landed = (now is None and not reread) if value is None else (now is not None and now.value == value)
+    landed = not reread and _landed(now, value, ttl, expected)
     if landed:
         index = _follow_index(provider, service, key, add=value is not None)
         return WriteResult(key, now, index, note=(
             f"The store did not confirm {verb} the key ({error.message}), but reading it back "
             "shows it happened."))
     index_note = ""
-    if service is not None and service.keeps_index is not False:
+    if together and service is not None:
+        index_note = (f"The index {service.index_full_key!r} was written in the same transaction "
+                      "as the key: it changes if and only if the key does.")
+    elif service is not None and service.keeps_index is not False:
         index_note = (f"The index {service.index_full_key!r} was not updated: check it once the "
                       "key has settled.")
     raise WriteUnknown(
@@ -178,6 +215,9 @@ def _follow_index(
     except mesh.MalformedIndex as error:
         return IndexOutcome("failed", f"The key was written, but the index is malformed and was "
                             f"left as it is: {error.message}")
+    except WriteUnknown as error:
+        return IndexOutcome("unknown", f"The key was written, but its index was not confirmed: "
+                            f"{error.message}")
     except ProviderError as error:
         return IndexOutcome("failed", f"The key was written, but its index "
                             f"{service.index_full_key!r} could not be updated: {error}")

@@ -765,3 +765,37 @@ def test_the_sweep_removes_what_is_due_and_not_keys_rewritten_since():
     assert sorted(store.live_keys()) == ["a:kept", "a:later"]
     assert store.stored_count() == 2  # removed, not only hidden
     assert store.cleanup_expired() == 0
+
+
+# -- write faults: what a real server does under load, switched at run time --------------
+
+
+@pytest.mark.parametrize("status, error", [(429, "Rate limit exceeded"),
+                                           (503, "KV store unavailable"),
+                                           (500, "Internal Server Error")])
+def test_a_refused_write_is_not_applied(start, status, error):
+    running, client = start(release="0.9.1")
+    running.store.put("k", "old")
+    with running.faults(write_refused_status=status):
+        answer = client.put(kv("k"), json={"value": "new"})
+        assert client.get(kv("k")).status_code == 200  # reads are answered
+    assert answer.status_code == status and answer.json()["error"] == error
+    assert running.store.get("k")["value"] == "old"
+    assert client.put(kv("k"), json={"value": "new"}).status_code == 200  # mode put back
+    assert running.config.write_refused_status == 0
+
+
+def test_write_faults_can_hit_only_the_index(start):
+    running, client = start()
+    with running.faults(write_fails_after_apply=True, write_fault_match="__keys"):
+        assert "__keys" in running.config.mode()
+        assert client.put(kv("svc:a"), json={"value": "1"}).status_code == 200
+        answer = client.put(kv("svc:__keys"), json={"value": '["a"]'})
+    assert answer.status_code == 500  # answered as failed ...
+    assert running.store.get("svc:__keys")["value"] == '["a"]'  # ... and applied
+
+
+def test_faults_refuses_a_mode_it_does_not_have(running):
+    with pytest.raises(ValueError, match="no mode"), \
+            running.faults(write_fails_after_everything=True):
+        pass

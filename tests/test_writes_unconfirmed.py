@@ -152,3 +152,113 @@ def test_a_redis_write_held_past_the_timeout_is_unknown_not_failed():
             raw.execute_command("CLIENT", "UNPAUSE")
             provider.close()
             raw.close()
+
+
+# --- the index's own write: read back before claiming anything (issue 15, item 10) -------
+#
+# The key's write is answered; only the index write (``write_fault_match="__keys"``) meets
+# the fault. On 0.9.1 (no transactions) the index follows with its own compare-and-swap,
+# ``mesh.swap_index``, which edit, create, delete, import and repair all go through.
+
+
+def test_an_index_update_answered_500_after_it_landed_is_reported_updated(store):
+    running, provider = store("0.9.1")
+    running.store.put("svc:__keys", '["a"]')
+    with running.faults(write_fails_after_apply=True, write_fault_match="__keys"):
+        result = writes.create(provider, SETTINGS, "svc:b", "1", ttl=NO_TTL)
+    assert index_of(running) == ["a", "b"]
+    assert result.index.status == "updated" and "added to the index" in result.index.message
+
+
+def test_an_index_update_that_timed_out_but_landed_is_reported_updated(store):
+    running, provider = store("0.9.1", timeout=0.3)
+    running.store.put("svc:a", "1")
+    running.store.put("svc:__keys", '["a","b"]')
+    token = provider.get("svc:a").token
+    with running.faults(write_answer_delay_ms=800, write_fault_match="__keys"):
+        result = writes.delete(provider, SETTINGS, "svc:a", expected=token)
+    assert index_of(running) == ["b"] and result.index.status == "updated"
+
+
+def test_an_index_update_applied_later_is_unknown_never_failed(store):
+    running, provider = store("0.9.1")
+    running.store.put("svc:__keys", '["a"]')
+    with running.faults(write_applies_late_ms=600, write_fault_match="__keys"):
+        result = writes.create(provider, SETTINGS, "svc:b", "1", ttl=NO_TTL)
+    assert result.index.status == "unknown", result.index
+    assert "not confirmed" in result.index.message and "could not be updated" not in \
+        result.index.message
+    assert wait_for(lambda: index_of(running) == ["a", "b"])  # and it did land
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_an_index_update_refused_is_reported_failed_and_not_written(store, status):
+    running, provider = store("0.9.1")
+    running.store.put("svc:__keys", '["a"]')
+    with running.faults(write_refused_status=status, write_fault_match="__keys"):
+        result = writes.create(provider, SETTINGS, "svc:b", "1", ttl=NO_TTL)
+    assert result.index.status in ("failed", "unknown")
+    assert index_of(running) == ["a"] and running.store.get("svc:b")["value"] == "1"
+
+
+def test_an_import_whose_index_update_landed_says_the_keys_were_added(store):
+    from dashboard import transfer
+
+    running, provider = store("0.9.1")
+    running.store.put("svc:__keys", '["a"]')
+    parsed = transfer.parse(b'{"key": "svc:b", "value": "1", "ttl_ms": null}\n',
+                            max_bytes=1 << 20)
+    plan = transfer.make_plan(provider, SETTINGS, parsed, mode="create-only")
+    with running.faults(write_fails_after_apply=True, write_fault_match="__keys"):
+        result = transfer.apply(provider, SETTINGS, plan)
+    assert index_of(running) == ["a", "b"]
+    assert not result.index_failed, result.index
+    assert any("Added the imported keys" in line for line in result.index)
+
+
+def test_an_import_whose_index_update_is_unconfirmed_does_not_say_it_failed(store):
+    from dashboard import transfer
+
+    running, provider = store("0.9.1")
+    running.store.put("svc:__keys", '["a"]')
+    parsed = transfer.parse(b'{"key": "svc:b", "value": "1", "ttl_ms": null}\n',
+                            max_bytes=1 << 20)
+    plan = transfer.make_plan(provider, SETTINGS, parsed, mode="create-only")
+    with running.faults(write_applies_late_ms=600, write_fault_match="__keys"):
+        result = transfer.apply(provider, SETTINGS, plan)
+    said = " ".join(result.index)
+    assert "did not confirm the update of the index" in said
+    assert "could not be updated" not in said
+    assert wait_for(lambda: index_of(running) == ["a", "b"])
+
+
+def test_a_repair_applied_later_is_unknown(store):
+    running, provider = store("0.9.1")
+    running.store.put("svc:a", "1")
+    running.store.put("svc:__keys", '["a","gone"]')
+    service = mesh.Service("svc", "svc:", keeps_index=True)
+    plan = mesh.plan_repair(provider, service, "prune-stale")
+    with running.faults(write_applies_late_ms=600), pytest.raises(WriteUnknown) as caught:
+        mesh.apply_repair(provider, plan)
+    assert "svc:__keys" in caught.value.message and "may still apply it" in caught.value.message
+    assert wait_for(lambda: index_of(running) == ["a"])
+
+
+def test_an_edit_page_says_when_only_the_index_is_unconfirmed(store):
+    running, provider = store("0.9.1")
+    running.store.put("svc:k", "old")
+    running.store.put("svc:__keys", '["a"]')
+    client = make_app(provider).test_client()
+    login(client)
+    page = client.get("/key/edit?key=svc:k").get_data(as_text=True)
+    token = page.split('name="expected_version" value="', 1)[1].split('"', 1)[0]
+    with running.faults(write_applies_late_ms=600, write_fault_match="__keys"):
+        answer = post_form(client, "/key/edit", {
+            "key": "svc:k", "value": "new", "raw": "on", "ttl_mode": "none",
+            "expected_version": token, "confirm": "yes", "update_index": "on"},
+            token_from="/key/edit?key=svc:k")
+    assert answer.status_code == 303
+    shown = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "Saved." in shown and "index was not confirmed" in shown
+    assert "could not be updated" not in shown
+    assert wait_for(lambda: index_of(running) == ["a", "k"])

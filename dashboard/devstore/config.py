@@ -92,6 +92,12 @@ class DevStoreConfig:
     write_fails_after_apply: bool = False
     #: answer a write 500 at once and apply it this many ms later (0: off):
     write_applies_late_ms: int = 0
+    #: refuse a write with this status without applying it (0: off): 429 as the rate
+    #: limiter does, 503 as a stopped KV process does, 500 as a crash before applying:
+    write_refused_status: int = 0
+    #: the modes above hit only writes whose decoded path holds this text ("" every
+    #: write; e.g. "__keys" for index writes alone, "txn" for transactions):
+    write_fault_match: str = ""
     #: log each request to stderr (off: test suites make thousands of requests)
     verbose: bool = False
     started_at: float = field(default_factory=time.monotonic)
@@ -146,4 +152,13 @@ class DevStoreConfig:
             parts.append(f"{self.rate_limit_per_s:g} req/s")
         if self.delay_ms:
             parts.append(f"delay {self.delay_ms} ms")
+        faults = [name for name, on in (
+            (f"writes answered after {self.write_answer_delay_ms} ms", self.write_answer_delay_ms),
+            ("writes answered 500 after applying", self.write_fails_after_apply),
+            (f"writes applied {self.write_applies_late_ms} ms after a 500",
+             self.write_applies_late_ms),
+            (f"writes refused {self.write_refused_status}", self.write_refused_status)) if on]
+        if faults:
+            where = f" (paths holding {self.write_fault_match!r})" if self.write_fault_match else ""
+            parts.append(", ".join(faults) + where)
         return ", ".join(parts)

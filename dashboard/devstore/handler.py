@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 from . import routes
 from .access import ensure_access, is_write
 from .config import DEFAULT_MAX_BODY_BYTES, DevStoreConfig
-from .request import JSON, Reply, Request
+from .request import JSON, Reply, Request, store_unavailable
 from .store import DevStore
 from .wire import ApiError, dumps
 
@@ -37,6 +37,20 @@ _BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 _TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
 _MEDIA_TYPE = re.compile(rf"\s*({_TOKEN})/({_TOKEN})\s*(;.*)?", re.DOTALL)
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _refusal(status: int) -> Reply:
+    """A write refused before it is applied, in upstream's words where it has them."""
+    if status == 429:
+        return Reply(429, {"error": "Rate limit exceeded"})
+    if status == 503:
+        error = store_unavailable()
+        return Reply(error.status, error.body, error.headers)
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return Reply(status, {"error": phrase})
 
 
 def _reject_constant(name: str) -> Any:
@@ -118,7 +132,11 @@ class DevStoreHandler(BaseHTTPRequestHandler):
     def _slow_write(self, req: Request, segments: list[str]) -> Reply | None:
         """A write under the slow-write modes (see ``DevStoreConfig``); else a plain one."""
         cfg = self.config
+        if cfg.write_fault_match and cfg.write_fault_match not in "/".join(segments):
+            return routes.run(req, segments)
         failed = Reply(500, {"error": "Internal Server Error"})
+        if cfg.write_refused_status:
+            return _refusal(cfg.write_refused_status)
         if cfg.write_applies_late_ms > 0:
             timer = threading.Timer(cfg.write_applies_late_ms / 1000, routes.run, (req, segments))
             timer.daemon = True

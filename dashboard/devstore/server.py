@@ -6,6 +6,7 @@ import contextlib
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -141,6 +142,24 @@ class RunningDevStore:
     @delay_ms.setter
     def delay_ms(self, value: int) -> None:
         self._server.config.delay_ms = int(value)
+
+    @contextlib.contextmanager
+    def faults(self, **modes: Any) -> Iterator[None]:
+        """Switch run-time modes of ``config`` for a block, then put them back as they were:
+        ``delay_ms``, ``unavailable``, ``write_answer_delay_ms``, ``write_fails_after_apply``,
+        ``write_applies_late_ms``, ``write_refused_status``, ``write_fault_match``."""
+        config = self._server.config
+        for name in modes:
+            if not hasattr(config, name):
+                raise ValueError(f"the dev store has no mode {name!r}")
+        before = {name: getattr(config, name) for name in modes}
+        for name, value in modes.items():
+            setattr(config, name, value)
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                setattr(config, name, value)
 
     def set_unavailable(self, flag: bool) -> None:
         """Make /kv* and /stats answer 503 store_unavailable and /health 503 unhealthy."""

@@ -13,7 +13,8 @@ both use these functions.
 One module per concern; callers use ``mesh.<name>``, re-exported here:
 
 - ``services``: ``Service``, prefixes, and which services are configured, known or indexed;
-- ``index``: the ``__keys`` index itself (parse, serialise, read, compare-and-swap update);
+- ``index``: the ``__keys`` index itself (parse, serialise, read, and ``swap_index``, the one
+  compare-and-swap every index write goes through, reading back an unanswered write);
 - ``drift``: ``check_index`` and its ``DriftReport``;
 - ``repair``: ``plan_repair``/``apply_repair``, their ``ACTIONS`` and the audit log line.
 Their underscore helpers are re-exported too (``_name as _name``), so ``mesh._name``
@@ -37,6 +38,7 @@ from .index import (
     read_index,
     read_index_entry,
     serialise_index,
+    swap_index,
     update_index,
 )
 from .repair import (
@@ -101,5 +103,6 @@ __all__ = [
     "service_for_key",
     "service_for_prefix",
     "services_with_index",
+    "swap_index",
     "update_index",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from .. import meshjson
 from ..providers.base import NO_TTL, Entry, KeyValueProvider
-from ..providers.errors import Conflict, NotFound, ProviderError
+from ..providers.errors import Conflict, NotFound, ProviderError, WriteUnknown
 from .services import Service
 
 
@@ -71,6 +71,57 @@ def has_index(provider: KeyValueProvider, service: Service) -> bool:
     return provider.exists_many([service.index_full_key])[service.index_full_key]
 
 
+def swap_index(
+    provider: KeyValueProvider, service: Service, entry: Entry | None, value: str,
+) -> Entry | None:
+    """Write ``value`` as the service's index if it is still ``entry`` (absent when None).
+
+    The one compare-and-swap of an index, used by every entry point (edit, create, delete,
+    import, repair). What it answers is what the store holds: the entry as written (None
+    when the store did not say); ``Conflict`` when the index is not as read (nothing was
+    written, or a write whose answer was lost was overtaken: read again and retry); and
+    when the store's answer was lost (a timeout, a 5xx), it reads the index back: the new
+    value there is "written", anything else ``WriteUnknown`` (the store may still apply it;
+    never "not written").
+    """
+    key = service.index_full_key
+    try:
+        if entry is None:
+            return provider.put(key, value, ttl=NO_TTL, create_only=True)
+        return provider.put(entry.key, value, ttl=NO_TTL, expected=entry.token)
+    except Conflict:
+        raise
+    except ProviderError as error:
+        if not error.maybe_written:
+            raise
+        return _read_back(provider, service, entry, value, error)
+
+
+def _read_back(provider: KeyValueProvider, service: Service, entry: Entry | None, value: str,
+               error: ProviderError) -> Entry:
+    """The index after a write whose answer was lost: written, or unknown (see ``swap_index``)."""
+    key = service.index_full_key
+    try:
+        now = read_index_entry(provider, service)
+    except ProviderError as again:
+        raise WriteUnknown(
+            f"The store did not confirm the update of the index {key!r} ({error.message}), and "
+            f"reading it back failed too ({again.message}): the store may still apply it, or "
+            "may not. Check the index in a moment.", store=provider.name, key=key) from error
+    if now is not None and now.value == value:
+        return now
+    as_read = (now is None and entry is None) or (
+        now is not None and entry is not None and now.matches(entry.token))
+    if as_read:
+        raise WriteUnknown(
+            f"The store did not confirm the update of the index {key!r} ({error.message}), and "
+            "reading it back shows it as it was: the store may still apply it (a busy server "
+            "applies queued writes later), or may not. Check the index in a moment.",
+            store=provider.name, key=key) from error
+    raise Conflict(f"the index {key!r} changed while its update went unanswered",
+                   store=provider.name, key=key, current=now)
+
+
 def update_index(
     provider: KeyValueProvider, service: Service, *, add: Iterable[str] = (),
     remove: Iterable[str] = (), attempts: int = 8, create_missing: bool = False,
@@ -80,7 +131,8 @@ def update_index(
     Unlike the runtime's blind read-modify-write, a concurrent change makes us re-read and
     re-apply, so nothing another writer added is lost. A missing index is created (with
     just the added keys, as the runtime's first write does) only with ``create_missing``.
-    Returns "missing", "unchanged", "updated" or "created".
+    Returns "missing", "unchanged", "updated" or "created", each read back from the store
+    when its answer was lost; raises ``WriteUnknown`` when that cannot tell (``swap_index``).
     """
     add = [k for k in add if k != service.index_key]
     remove = set(remove)
@@ -90,8 +142,7 @@ def update_index(
             if not create_missing:
                 return "missing"
             try:
-                provider.put(service.index_full_key, serialise_index(dict.fromkeys(add)),
-                             ttl=NO_TTL, create_only=True)
+                swap_index(provider, service, None, serialise_index(dict.fromkeys(add)))
                 return "created"
             except Conflict:
                 continue
@@ -102,7 +153,7 @@ def update_index(
         if updated == keys:
             return "unchanged"
         try:
-            provider.put(entry.key, serialise_index(updated), ttl=NO_TTL, expected=entry.token)
+            swap_index(provider, service, entry, serialise_index(updated))
             return "updated"
         except Conflict:
             continue

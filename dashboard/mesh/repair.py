@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .. import audit
-from ..providers.base import NO_TTL, Entry, KeyValueProvider
-from ..providers.errors import Conflict, ProviderError, WriteUnknown
+from ..providers.base import Entry, KeyValueProvider
+from ..providers.errors import Conflict, ProviderError
 from .drift import DriftReport, check_index
 from .index import (
     MalformedIndex,
@@ -19,6 +19,7 @@ from .index import (
     read_index,
     read_index_entry,
     serialise_index,
+    swap_index,
 )
 from .services import Service
 
@@ -239,18 +240,10 @@ def apply_repair(
         previous = entry.value if entry is not None else None
         if before_write is not None:
             before_write(previous)
-        written = None  # the index as written, for the audit trail's new version
-        try:
-            if entry is None:
-                written = provider.put(key, value, ttl=NO_TTL, create_only=True)
-            else:
-                written = provider.put(key, value, ttl=NO_TTL, expected=entry.token)
+        try:  # the index as written, for the audit trail's new version
+            written = swap_index(provider, service, entry, value)
         except Conflict:
             continue
-        except ProviderError as error:
-            if not error.maybe_written:
-                raise
-            _settle_repair(provider, service, value, error)
         added, removed = _changed(service, plan.action, fresh if parsed else [], new)
         _audit(actor, plan, attempt, added, removed, before=entry, after=written, new_value=value)
         return RepairResult(plan, previous, value, attempt, added, removed,
@@ -259,22 +252,6 @@ def apply_repair(
         f"the index {key!r} kept changing while it was repaired; gave up after {attempts} "
         "attempts, nothing was written", store=provider.name, key=key,
     )
-
-
-def _settle_repair(provider: KeyValueProvider, service: Service, value: str,
-                   error: ProviderError) -> None:
-    """A repair write whose answer was lost: return if reading back shows it, else raise."""
-    try:
-        now = read_index_entry(provider, service)
-    except ProviderError:
-        now = None
-    if now is not None and now.value == value:
-        return
-    raise WriteUnknown(
-        f"The store did not confirm the repaired index ({error.message}), and reading it back "
-        "does not show it: the store may still apply it later, or may not. Check the index "
-        "again in a moment before repairing again.", store=provider.name,
-        key=service.index_full_key) from error
 
 
 def _undone(provider: KeyValueProvider, service: Service, action: str, added: list[str],

@@ -99,6 +99,10 @@ class ToskaStoreProvider(DetectionMixin, ListingMixin, OperationsMixin, KeyValue
         """
         try:
             response = self._client.request(method, path, json=json_body, headers=headers)
+        except UnicodeEncodeError:  # a key in a JSON body that is not UTF-8 text
+            raise errors.InvalidRequest(
+                "a key in the request is not UTF-8 text, and ToskaStore keys are UTF-8 text: "
+                "it cannot be sent to the store", store=self.name, key=key) from None
         except httpx.HTTPError as exc:
             error = self._transport_error(exc, key)
             # a request that may have reached the server may have been applied by it

@@ -21,13 +21,30 @@ from . import errors
 LOCAL_CURSOR_PREFIX = "k:"
 
 
+def text_key(key: str, what: str = "key") -> bytes:
+    """``key``'s UTF-8 bytes; ``InvalidRequest`` when it has none.
+
+    ToskaStore keys are UTF-8 text. A key that is not (a Redis key of raw bytes arriving
+    surrogate-escaped, a lone surrogate from a JSON file) cannot be sent, nor stored.
+    """
+    try:
+        return key.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = key[error.start:error.end].encode("utf-8", "surrogatepass")
+        raise errors.InvalidRequest(
+            f"the {what} {key!r} is not UTF-8 text (character {error.start + 1} is "
+            f"{bad!r}), and ToskaStore keys are UTF-8 text: it cannot be sent to the store",
+            key=key if what == "key" else None) from None
+
+
 def encode_key(key: str) -> str:
     """A key as ONE URL path segment: every reserved character percent-encoded.
 
     ``quote`` leaves ``.`` alone, so the keys ``.`` and ``..`` would be dot segments
     that clients and proxies collapse (``/kv/..`` becomes ``/``): encode those dots too.
+    A key that is not UTF-8 text raises ``InvalidRequest`` (``text_key``).
     """
-    segment = quote(key, safe="")
+    segment = quote(text_key(key), safe="")
     if segment in (".", ".."):
         segment = segment.replace(".", "%2E")
     return segment
@@ -53,7 +70,9 @@ def query(**params: Any) -> str:
             continue
         if isinstance(value, bool):
             value = "true" if value else "false"
-        pairs.append((name, str(value)))
+        value = str(value)
+        text_key(value, f"query parameter {name!r} (a key or prefix)")
+        pairs.append((name, value))
     # %20 rather than '+' for spaces: unambiguous for every server's query parser
     return urlencode(pairs, quote_via=quote, safe="")
 

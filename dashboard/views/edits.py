@@ -138,7 +138,7 @@ def _report_index(result: writes.WriteResult) -> None:
         flash(result.note, "info")
     outcome = result.index
     if outcome.message:
-        flash(outcome.message, "error" if outcome.status == "failed" else "info")
+        flash(outcome.message, "error" if outcome.status in ("failed", "unknown") else "info")
 
 
 def _lf(text: str) -> str:
