@@ -21,6 +21,7 @@ from dashboard import live
 from dashboard.auth import Operator
 from dashboard.providers.base import NO_TTL
 from tests.support.backends import start_backend
+from tests.support.clock import Clock
 from tests.support.live import (
     login_http,
     logout_http,
@@ -59,17 +60,6 @@ def wait_for(condition, timeout_s: float = 10.0, what: str = "condition") -> Non
 
 def is_end(line: str) -> bool:
     return line == "event: end"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, minutes: float) -> None:
-        self.now += minutes * 60
 
 
 def _open_and_see_a_value(app, client, prefix: str):

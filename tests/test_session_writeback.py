@@ -20,6 +20,7 @@ import pytest
 from flask import request_started
 
 from dashboard.providers.base import NO_TTL
+from tests.support.clock import Clock
 from tests.support.webapp import login, make_app, post_form
 
 COOKIE = "kvdash_session"
@@ -29,17 +30,6 @@ HOLD_S = 10.0
 @pytest.fixture(scope="module")
 def store(devstore_provider):
     return devstore_provider
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, minutes: float) -> None:
-        self.now += minutes * 60
 
 
 def browser_with(app, cookie: str):

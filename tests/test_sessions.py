@@ -10,6 +10,7 @@ from werkzeug.security import generate_password_hash
 
 from dashboard import create_app
 from dashboard.config import ConfigError, load_settings
+from tests.support.clock import Clock
 from tests.support.redis_server import RedisServer
 from tests.support.webapp import csrf_token, login, make_app, post_form
 
@@ -105,17 +106,6 @@ def test_a_new_password_or_role_ends_the_operators_sessions(store, tmp_path, cha
 
 
 # --- idle and absolute timeouts ------------------------------------------------------------
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, minutes: float) -> None:
-        self.now += minutes * 60
-
 
 def test_an_unused_session_ends_after_the_idle_time(store):
     clock = Clock()
