@@ -29,7 +29,7 @@ BAD_VALUES = {"ff": "%FF", "lone-surrogate": "%ED%A0%80", "truncated": "svc%3A%C
 GET_ROUTES = [route for route in collected_routes() if route[1] == "GET"]
 #: parameters tried on a route whose table entry has none: what a route is likely to read
 GENERIC = ("key", "prefix")
-BACKENDS = ["devstore", "devstore-0.9.1", "redis"]
+BACKENDS = ["devstore", "devstore-0.9.1", "devstore-legacy", "redis", "redis-cluster"]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
