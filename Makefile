@@ -23,10 +23,11 @@ install-test: system-deps $(PY)
 	$(PIP_INSTALL) -e '.[test]'
 
 demo: install
-	$(PY) -m dashboard.cli demo
+	$(PY) -m dashboard.main demo
 
 test: install-test
 	$(PY) -m ruff check dashboard tests bench scripts/screenshots.py
+	$(VENV)/bin/lint-imports
 	$(PY) scripts/with-devstore $(PY) -m pytest
 
 test-fast: install-test
@@ -34,3 +35,4 @@ test-fast: install-test
 
 lint: install-test
 	$(PY) -m ruff check dashboard tests bench scripts/screenshots.py
+	$(VENV)/bin/lint-imports

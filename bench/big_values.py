@@ -58,7 +58,7 @@ def _rss_mb() -> float:
 
 def measure(url: str, what: str) -> dict[str, Any]:
     """In a fresh process: one request, its peak RSS and the bytes the client received."""
-    from dashboard.providers.toskastore import ToskaStoreProvider
+    from dashboard.stores.toskastore.provider import ToskaStoreProvider
     from tests.support.byte_count import count_bytes
     from tests.support.webapp import login, make_app
 

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import mesh  # noqa: E402
 from dashboard.devstore import start_devstore  # noqa: E402
-from dashboard.providers.base import KeyValueProvider  # noqa: E402
-from dashboard.providers.redis import RedisProvider  # noqa: E402
-from dashboard.providers.toskastore import ToskaStoreProvider  # noqa: E402
+from dashboard.stores.base import KeyValueProvider  # noqa: E402
+from dashboard.stores.redis.provider import RedisProvider  # noqa: E402
+from dashboard.stores.toskastore.provider import ToskaStoreProvider  # noqa: E402
 
 PREFIX = "bench:"
 SERVICE = mesh.Service("bench", PREFIX)

@@ -2,7 +2,7 @@
 
 For ``keys`` = N the store holds:
 
-- N mesh-shaped keys in 10 services (``dashboard.seed``: camelCase JSON, 20% with a TTL,
+- N mesh-shaped keys in 10 services (``dashboard.mesh.seed``: camelCase JSON, 20% with a TTL,
   ``__keys`` indexes drifted by 10% on 8 of them), so each service has N/10 keys;
 - the service ``bench:`` with N small keys and a ``__keys`` index drifted by 1% stale,
   1% unindexed and 1% duplicated (as ``bench/check_index.py``): the index check's target;
@@ -18,7 +18,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from dashboard.seed import SeedReport, seed
+from dashboard.mesh.seed import SeedReport, seed
 
 SERVICES = 10
 CHECK_PREFIX = "bench:"

@@ -62,11 +62,11 @@ def child_check(args: argparse.Namespace) -> dict[str, Any]:
     from bench.data import CHECK_PREFIX
     from bench.meter import Meter, instrument
     from dashboard import mesh
-    from dashboard.config import load_settings
-    from dashboard.providers import make_provider
+    from dashboard.mesh import open_store
+    from dashboard.settings.load import load_settings
 
     settings = load_settings(None, overrides={"Mesh": {"KeyValue": json.loads(args.mesh)}})
-    provider = make_provider(settings)
+    provider = open_store(settings)
     meter = Meter()
     instrument(provider, meter)
     provider.capabilities()  # detection, as on a dashboard that already served a page

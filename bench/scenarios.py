@@ -22,7 +22,7 @@ import httpx
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
-from dashboard import create_app
+from dashboard.web.app import create_app
 
 from .data import BIG_KEY, BROWSE_PREFIX, Dataset
 from .meter import Meter, instrument

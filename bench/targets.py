@@ -10,7 +10,7 @@
   string, as an operator would.
 
 Each ``Target`` builds the provider the dashboard would build from its settings
-(``dashboard.providers.make_provider``: the same timeouts and batch sizes), the raw clients
+(``dashboard.mesh.open_store``: the same timeouts and batch sizes), the raw clients
 of the floor, and the environment a gunicorn needs to serve on it.
 """
 
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dashboard.config import load_settings
-from dashboard.providers import make_provider
-from dashboard.providers.base import KeyValueProvider
+from dashboard.mesh import open_store
+from dashboard.settings.load import load_settings
+from dashboard.stores.base import KeyValueProvider
 
 from . import data
 from .floor import RawClients
@@ -60,7 +60,7 @@ class Target:
 
     def make_provider(self) -> KeyValueProvider:
         """The provider the dashboard builds from these settings."""
-        return make_provider(self.settings())
+        return open_store(self.settings())
 
     def raw_clients(self) -> RawClients:
         host, port = self.redis_address or (None, None)

@@ -3,9 +3,10 @@
 import signal
 import sys
 
-from . import create_app, live
-from .config import ConfigError
-from .startup import refuse_broken_setup
+from dashboard.settings.load import ConfigError
+from dashboard.web import live
+from dashboard.web.app import create_app
+from dashboard.web.startup import refuse_broken_setup
 
 try:
     app = create_app()

@@ -9,10 +9,10 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dashboard import create_app  # noqa: E402
-from dashboard.config import load_settings  # noqa: E402
 from dashboard.devstore import start_devstore  # noqa: E402
-from dashboard.seed import seed  # noqa: E402
+from dashboard.mesh.seed import seed  # noqa: E402
+from dashboard.settings.load import load_settings  # noqa: E402
+from dashboard.web.app import create_app  # noqa: E402
 from tests.support.live import chromium, serve_app  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
@@ -36,7 +36,7 @@ LIVE = {"key": "key-live", "edit": "edit-live", "live": "live-connector"}
 
 def changes(provider) -> None:
     """A few writes, a delete and an expiry under sessions: for the live feed's picture."""
-    from dashboard.providers.base import NO_TTL, TtlChange
+    from dashboard.stores.base import NO_TTL, TtlChange
 
     for n in range(4):
         provider.put(f"sessions:session:live-{n}", f'{{"userId":"u{n}","cart":[{n}]}}', ttl=NO_TTL)

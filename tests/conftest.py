@@ -113,7 +113,7 @@ def devstore():
 @pytest.fixture(scope="module")
 def devstore_provider(devstore):
     """A ToskaStore provider on the module's dev store."""
-    from dashboard.providers.toskastore import ToskaStoreProvider
+    from dashboard.stores.toskastore.provider import ToskaStoreProvider
 
     provider = ToskaStoreProvider(devstore.url)
     yield provider

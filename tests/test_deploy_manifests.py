@@ -2,7 +2,7 @@
 
 Every manifest is validated against the Kubernetes schemas shipped in ``kubernetes-validate``
 (strict: an unknown or misspelt field fails; no network). Every environment variable the
-manifests set is checked against what ``dashboard.config`` reads, found by loading settings
+manifests set is checked against what ``dashboard.settings`` reads, found by loading settings
 from an environment holding only that variable: a name the app ignores leaves them unchanged.
 """
 
@@ -22,9 +22,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from dashboard import create_app
-from dashboard.config import SECRET_NAMES, ConfigError, load_settings
 from dashboard.devstore import start_devstore
+from dashboard.settings.load import SECRET_NAMES, ConfigError, load_settings
+from dashboard.web.app import create_app
 from tests.support.dockerfile import image_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +152,7 @@ _PROBES = ("zz-recognisable-7", "7", "true", "false", "/zz", "http://zz.example:
 
 
 def _app_reads(name: str, value: str | None) -> bool:
-    """Whether ``dashboard.config`` reads the env var ``name``: settings built from an
+    """Whether ``dashboard.settings`` reads the env var ``name``: settings built from an
     environment holding only it differ from the defaults, or refuse its value."""
     for candidate in ((value,) if value else ()) + _PROBES:
         try:
@@ -182,7 +182,7 @@ def _all_env() -> list[tuple[str, str, str | None]]:
                          ids=[f"{w}:{n}" for w, n, _ in _all_env()])
 def test_every_env_var_the_manifests_set_is_read_by_the_app_or_the_image(workload, name, value):
     assert name in _image_env_names() or _app_reads(name, value), (
-        f"{workload} sets {name}, which neither dashboard.config nor the image's CMD reads")
+        f"{workload} sets {name}, which neither dashboard.settings nor the image's CMD reads")
 
 
 def test_the_image_reads_the_gunicorn_variables_the_deployment_sets():

@@ -13,9 +13,9 @@ watch), ``"0.9.1"`` (``{key, value}`` only, sorted cursor listing) and ``"0.8"``
         httpx.get(f"{running.url}/kv/svc%3Akey")
 """
 
-from .config import RELEASES
-from .server import RunningDevStore, serve, start_devstore
-from .store import ConditionFailed, Conditions, DevStore
+from dashboard.devstore.config import RELEASES
+from dashboard.devstore.server import RunningDevStore, serve, start_devstore
+from dashboard.devstore.store import ConditionFailed, Conditions, DevStore
 
 __all__ = [
     "RELEASES",

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .wire import ApiError
+from dashboard.devstore.wire import ApiError
 
 if TYPE_CHECKING:
-    from .request import Request
+    from dashboard.devstore.request import Request
 
 
 def auth_scope(release: str, method: str, path: str) -> str | None:

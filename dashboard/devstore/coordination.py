@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .values import Invalid, normalize_id, normalize_positive
+from dashboard.devstore.values import Invalid, normalize_id, normalize_positive, now_ms
 
 if TYPE_CHECKING:
     import threading
@@ -204,7 +204,6 @@ class CoordinationMixin:
 
     @staticmethod
     def _now() -> int:
-        from .store import now_ms  # late: store imports this module
 
         return now_ms()
 

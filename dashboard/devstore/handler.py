@@ -21,12 +21,12 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from . import routes
-from .access import ensure_access, is_write
-from .config import DEFAULT_MAX_BODY_BYTES, DevStoreConfig
-from .request import JSON, Reply, Request, store_unavailable
-from .store import DevStore
-from .wire import ApiError, dumps
+from dashboard.devstore import routes
+from dashboard.devstore.access import ensure_access, is_write
+from dashboard.devstore.config import DEFAULT_MAX_BODY_BYTES, DevStoreConfig
+from dashboard.devstore.request import JSON, Reply, Request, store_unavailable
+from dashboard.devstore.store import DevStore
+from dashboard.devstore.wire import ApiError, dumps
 
 #: an unread request body up to this size is read and dropped after an early answer
 #: (401, 413, ...): closing a socket with unread data resets it, and the client would

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .wire import ApiError
+from dashboard.devstore.wire import ApiError
 
 if TYPE_CHECKING:
     from email.message import Message
 
-    from .config import DevStoreConfig
-    from .handler import DevStoreHandler
-    from .store import DevStore
+    from dashboard.devstore.config import DevStoreConfig
+    from dashboard.devstore.handler import DevStoreHandler
+    from dashboard.devstore.store import DevStore
 
 JSON = "application/json; charset=utf-8"
 

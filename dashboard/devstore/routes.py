@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import routes_coord, routes_kv, routes_status, routes_watch
-from .request import Reply, Request, store_unavailable
-from .wire import ApiError
+from dashboard.devstore import routes_coord, routes_kv, routes_status, routes_watch
+from dashboard.devstore.request import Reply, Request, store_unavailable
+from dashboard.devstore.wire import ApiError
 
 Route = Callable[..., "Reply | None"]
 #: (method, pattern, handler, needs the store); ":name" segments are parameters

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .coordination import (
+from dashboard.devstore.coordination import (
     InvalidLease,
     InvalidLock,
     LeaseExists,
@@ -11,9 +11,9 @@ from .coordination import (
     LockNotFound,
     LockOwnerMismatch,
 )
-from .request import Reply, Request
-from .txn import InvalidTransaction
-from .wire import ApiError
+from dashboard.devstore.request import Reply, Request
+from dashboard.devstore.txn import InvalidTransaction
+from dashboard.devstore.wire import ApiError
 
 
 def create_lease(req: Request) -> Reply:

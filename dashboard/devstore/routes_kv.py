@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .coordination import LeaseNotFound
-from .request import Reply, Request
-from .store import ConditionFailed, Conditions
-from .values import Invalid, normalize_bool, normalize_id, normalize_ttl, normalize_version
-from .wire import (
+from dashboard.devstore.coordination import LeaseNotFound
+from dashboard.devstore.request import Reply, Request
+from dashboard.devstore.store import ConditionFailed, Conditions
+from dashboard.devstore.values import Invalid, normalize_bool, normalize_id, normalize_ttl, normalize_version
+from dashboard.devstore.wire import (
     ApiError,
     cursor_key,
     encode_cursor,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from .request import Reply, Request, store_unavailable
-from .store import now_ms
+from dashboard.devstore.request import Reply, Request, store_unavailable
+from dashboard.devstore.values import now_ms
 
 _ENDPOINTS = {
     # what each release's welcome page lists (upstream's "Available Endpoints")

@@ -13,10 +13,10 @@ import queue
 import time
 from typing import Any
 
-from .request import Reply, Request, store_unavailable
-from .values import elixir_int
-from .watch import HistoryUnavailable
-from .wire import ApiError, dumps, parse_flag
+from dashboard.devstore.request import Reply, Request, store_unavailable
+from dashboard.devstore.values import elixir_int
+from dashboard.devstore.watch import HistoryUnavailable
+from dashboard.devstore.wire import ApiError, dumps, parse_flag
 
 #: how often an idle stream checks for a gone client or a stopping server
 _POLL_S = 0.05

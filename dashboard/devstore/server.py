@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from .config import (
+from dashboard.devstore.config import (
     DEFAULT_TTL_CHECK_INTERVAL_MS,
     DEFAULT_WATCH_HISTORY_LIMIT,
     DevStoreConfig,
     resolve_release,
 )
-from .handler import DevStoreHandler
-from .store import DevStore
+from dashboard.devstore.handler import DevStoreHandler
+from dashboard.devstore.store import DevStore
 
 
 class DevStoreHTTPServer(ThreadingHTTPServer):

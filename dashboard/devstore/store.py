@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import heapq
 import threading
-import time
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any
 
-from .coordination import CoordinationMixin, LeaseNotFound
-from .txn import TxnMixin
-from .watch import Watcher, WatchHub
+from dashboard.devstore.coordination import CoordinationMixin, LeaseNotFound
+from dashboard.devstore.txn import TxnMixin
+from dashboard.devstore.values import now_ms
+from dashboard.devstore.watch import Watcher, WatchHub
 
 #: removed keys stay in the sorted list as tombstones until they outnumber live keys
 #: (and this floor), so a delete never shifts a 100,000-element list
@@ -32,11 +32,6 @@ _COMPACT_FLOOR = 1024
 DEFAULT_WATCH_HISTORY_LIMIT = 10_000
 
 __all__ = ["ConditionFailed", "Conditions", "DevStore", "LeaseNotFound", "Page", "Position", "now_ms"]
-
-
-def now_ms() -> int:
-    """Wall-clock time in Unix epoch milliseconds, the unit of every ToskaStore timestamp."""
-    return time.time_ns() // 1_000_000
 
 
 class ConditionFailed(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .values import Invalid, normalize_bool, normalize_ttl, normalize_version
+from dashboard.devstore.values import Invalid, normalize_bool, normalize_ttl, normalize_version
 
 if TYPE_CHECKING:
     import threading

@@ -4,6 +4,7 @@ store and the HTTP layer. Each mirrors the Elixir function it is named after."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 _ELIXIR_INT = re.compile(r"[+-]?[0-9]+")
@@ -81,3 +82,8 @@ def normalize_positive(raw: Any) -> int:
     if value is None:
         raise Invalid("positive integer")
     return value
+
+
+def now_ms() -> int:
+    """Wall-clock time in Unix epoch milliseconds, the unit of every ToskaStore timestamp."""
+    return time.time_ns() // 1_000_000

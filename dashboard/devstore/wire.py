@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any
 
-from .values import elixir_int
+from dashboard.devstore.values import elixir_int
 
 #: upstream main's ``@max_key_list_limit`` (0.9.1 and 0.8 have no cap)
 MAX_PAGE = 1000

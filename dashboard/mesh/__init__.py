@@ -21,7 +21,7 @@ Their underscore helpers are re-exported too (``_name as _name``), so ``mesh._na
 still resolves.
 """
 
-from .drift import (
+from dashboard.mesh.drift import (
     CHECK_BATCH,
     CHECK_PAGE,
     DriftReport,
@@ -29,9 +29,9 @@ from .drift import (
     NoSuchService,
     check_index,
 )
-from .drift import _existing as _existing
-from .drift import _require_index_or_keys as _require_index_or_keys
-from .index import (
+from dashboard.mesh.drift import _existing as _existing
+from dashboard.mesh.drift import _require_index_or_keys as _require_index_or_keys
+from dashboard.mesh.index import (
     MalformedIndex,
     has_index,
     parse_index,
@@ -41,7 +41,7 @@ from .index import (
     swap_index,
     update_index,
 )
-from .repair import (
+from dashboard.mesh.repair import (
     ACTIONS,
     RepairPlan,
     RepairRefused,
@@ -52,25 +52,27 @@ from .repair import (
     plan_repair,
     repair_is_atomic,
 )
-from .repair import _apply_action as _apply_action
-from .repair import _audit as _audit
-from .repair import _changed as _changed
-from .repair import _inner as _inner
-from .repair import _undone as _undone
-from .services import (
+from dashboard.mesh.repair import _apply_action as _apply_action
+from dashboard.mesh.repair import _audit as _audit
+from dashboard.mesh.repair import _changed as _changed
+from dashboard.mesh.repair import _inner as _inner
+from dashboard.mesh.repair import _undone as _undone
+from dashboard.mesh.services import (
     DEFAULT_INDEX_KEY,
     SEPARATOR,
     Service,
     configured_services,
+    index_key_resolver,
     known_services,
     normalise_prefix,
+    open_store,
     service_for_key,
     service_for_prefix,
     services_with_index,
 )
-from .services import _default_service as _default_service
-from .services import _index_name as _index_name
-from .services import _keeps_index as _keeps_index
+from dashboard.mesh.services import _default_service as _default_service
+from dashboard.mesh.services import _index_name as _index_name
+from dashboard.mesh.services import _keeps_index as _keeps_index
 
 __all__ = [
     "ACTIONS",
@@ -92,8 +94,10 @@ __all__ = [
     "configured_services",
     "full_keys",
     "has_index",
+    "index_key_resolver",
     "known_services",
     "normalise_prefix",
+    "open_store",
     "parse_index",
     "plan_repair",
     "read_index",

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..providers.base import KeyValueProvider, now_ms
-from ..providers.errors import ProviderError
-from .index import MalformedIndex, parse_index, read_index_entry
-from .services import Service
+from dashboard.mesh.index import MalformedIndex, parse_index, read_index_entry
+from dashboard.mesh.services import Service
+from dashboard.stores.base import KeyValueProvider, now_ms
+from dashboard.stores.errors import ProviderError
 
 #: index entries checked per bulk read when the store cannot list keys
 CHECK_BATCH = 1000

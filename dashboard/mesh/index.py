@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from .. import meshjson
-from ..providers.base import NO_TTL, Entry, KeyValueProvider
-from ..providers.errors import Conflict, NotFound, ProviderError, WriteUnknown
-from .services import Service
+from dashboard.mesh import meshjson
+from dashboard.mesh.services import Service
+from dashboard.stores.base import NO_TTL, Entry, KeyValueProvider
+from dashboard.stores.errors import Conflict, NotFound, ProviderError, WriteUnknown
 
 
 class MalformedIndex(ProviderError):

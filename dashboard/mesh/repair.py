@@ -9,11 +9,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .. import audit
-from ..providers.base import Entry, KeyValueProvider
-from ..providers.errors import Conflict, ProviderError
-from .drift import DriftReport, check_index
-from .index import (
+from dashboard.mesh import audit
+from dashboard.mesh.drift import DriftReport, check_index
+from dashboard.mesh.index import (
     MalformedIndex,
     parse_index,
     read_index,
@@ -21,7 +19,9 @@ from .index import (
     serialise_index,
     swap_index,
 )
-from .services import Service
+from dashboard.mesh.services import Service
+from dashboard.stores.base import Entry, KeyValueProvider
+from dashboard.stores.errors import Conflict, ProviderError
 
 ACTIONS = ("add-unindexed", "prune-stale", "dedupe", "rebuild")
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from ..providers.base import KeyValueProvider
+from dashboard.stores import make_provider
+from dashboard.stores.base import KeyValueProvider
+
+if TYPE_CHECKING:
+    from dashboard.settings.load import Settings
 
 SEPARATOR = ":"
 DEFAULT_INDEX_KEY = "__keys"
@@ -128,3 +134,23 @@ def services_with_index(
     candidates = [s for s in known if s.keeps_index is not False]
     found = provider.exists_many([s.index_full_key for s in candidates]) if candidates else {}
     return [s for s in candidates if found.get(s.index_full_key) or s.keeps_index]
+
+
+def index_key_resolver(settings: Settings) -> Callable[[str], tuple[str, str] | None]:
+    """A function mapping a listing prefix to (service prefix, full key of its ``__keys`` index).
+
+    The service is the one ``service_for_key`` finds: the longest configured prefix,
+    else the prefix's first ``:`` segment. A prefix without ``:`` names no service.
+    """
+
+    def index_key_for(prefix: str) -> tuple[str, str] | None:
+        service = service_for_key(settings, prefix)
+        return None if service is None else (service.prefix, service.index_full_key)
+
+    return index_key_for
+
+
+def open_store(settings: Settings) -> KeyValueProvider:
+    """The provider ``Mesh:KeyValue`` configures, knowing the mesh's services (see
+    ``stores.make_provider``): what every entry point opens the store with."""
+    return make_provider(settings, index_key_for=index_key_resolver(settings))

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from dashboard.config import load_settings
-from dashboard.providers.base import NO_TTL, KeyValueProvider, TtlChange
+from dashboard.settings.load import load_settings
+from dashboard.stores.base import NO_TTL, KeyValueProvider, TtlChange
 
 BACKEND_NAMES = [
     "devstore", "devstore-0.9.1", "devstore-legacy", "devstore-nolisting", "redis",
@@ -61,7 +61,7 @@ class Backend:
 
 def _devstore_backend(name: str, **options: Any) -> Iterator[Backend]:
     from dashboard.devstore import start_devstore
-    from dashboard.providers.toskastore import ToskaStoreProvider
+    from dashboard.stores.toskastore.provider import ToskaStoreProvider
 
     running = start_devstore(port=0, **options)
     provider = ToskaStoreProvider(running.url, timeout=10.0)
@@ -80,7 +80,7 @@ def _devstore_backend(name: str, **options: Any) -> Iterator[Backend]:
 def _redis_backend() -> Iterator[Backend]:
     import redis as redis_lib
 
-    from dashboard.providers.redis import RedisProvider
+    from dashboard.stores.redis.provider import RedisProvider
     from tests.support.redis_server import RedisServer
 
     with RedisServer() as server:
@@ -107,7 +107,7 @@ def _redis_bulk_writer(raw: Any) -> Any:
 
 
 def _redis_cluster_backend() -> Iterator[Backend]:
-    from dashboard.providers.redis import RedisProvider
+    from dashboard.stores.redis.provider import RedisProvider
     from tests.support.redis_cluster import RedisClusterServers
 
     with RedisClusterServers() as cluster, cluster.client() as raw:
@@ -124,7 +124,7 @@ def _redis_cluster_backend() -> Iterator[Backend]:
 def _external_toskastore_backend() -> Iterator[Backend]:
     import pytest
 
-    from dashboard.providers.toskastore import ToskaStoreProvider
+    from dashboard.stores.toskastore.provider import ToskaStoreProvider
 
     url = os.environ.get("TOSKASTORE_URL")
     if not url:

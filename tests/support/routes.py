@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from dashboard import mesh
-from dashboard.providers.base import NO_TTL
+from dashboard.stores.base import NO_TTL
 from tests.support.backends import Backend
 from tests.support.webapp import csrf_token, login, make_app
 
@@ -44,7 +44,7 @@ def url_map_routes(app) -> list[tuple[str, str]]:
 @cache
 def collected_routes() -> list[tuple[str, str]]:
     """The URL map at collection time (no store needed: rules do not depend on it)."""
-    from dashboard.providers.toskastore import ToskaStoreProvider
+    from dashboard.stores.toskastore.provider import ToskaStoreProvider
 
     # never contacted: building the app only registers its routes
     return url_map_routes(make_app(ToskaStoreProvider("http://127.0.0.1:9", timeout=0.1)))
@@ -92,7 +92,7 @@ class Scene:
 
     def job_id(self) -> str:
         """A background index check of this service, started as ``POST /index/check/start`` does."""
-        from dashboard import jobs
+        from dashboard.web import jobs
 
         settings = self.app.config["KV_SETTINGS"]
         service = mesh.service_for_prefix(settings, self.prefix)
@@ -104,7 +104,7 @@ class Scene:
 
     def import_upload(self) -> str:
         """An upload planned for ``ed`` and kept for confirmation, as ``POST /import`` keeps it."""
-        from dashboard.views.transfer import stash_plan
+        from dashboard.web.views.transfer import stash_plan
 
         with self.app.app_context():
             upload, plan = stash_plan(self.app, self.provider, "ed",

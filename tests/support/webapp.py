@@ -8,7 +8,7 @@ from typing import Any
 
 from werkzeug.security import generate_password_hash
 
-from dashboard import create_app
+from dashboard.web.app import create_app
 
 SECRET = "test-secret-key-not-for-production-0123456789"
 # Cheap hashes: tests log in hundreds of times; the algorithm is not what is under test.

@@ -1,0 +1,171 @@
+"""The audit trail's entries: who wrote, deleted or repaired what, when, from which
+version to which.
+
+Each write and repair makes one entry, logged as one line on ``dashboard.audit`` (with
+structured fields for JSON logs, never the values) and handed to every delivery registered
+with ``deliver_to``: the web app registers its journal (``/audit``) and write counter
+(``web.audit_journal``). Repairs and imports run from the command line are logged but not
+journaled: the CLI registers no delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from dashboard.stores.base import Entry, KeyValueProvider
+from dashboard.stores.errors import ProviderError
+
+if TYPE_CHECKING:
+    from dashboard.mesh.repair import RepairPlan
+    from dashboard.mesh.writes import WriteResult
+
+audit_log = logging.getLogger("dashboard.audit")
+#: index keys listed in a repair's entry (the counts are always complete)
+KEYS_CAP = 100
+_HOST = socket.gethostname()
+
+
+#: what an entry is handed to after its log line: (entry, old value, new value)
+Delivery = Callable[[dict[str, Any], "str | None", "str | None"], None]
+_deliveries: list[Delivery] = []
+
+
+def deliver_to(delivery: Delivery) -> None:
+    """Hand every later entry to ``delivery`` too (the web's journal and metrics); once."""
+    if delivery not in _deliveries:
+        _deliveries.append(delivery)
+
+
+# --------------------------------------------------------------------------- entries
+
+
+def _size(value: str | None) -> int | None:
+    return None if value is None else len(value.encode("utf-8", "surrogatepass"))
+
+
+def _version_of(token: str | None) -> int | None:
+    """The version a ``v<N>`` token names (what a conditional delete compared)."""
+    if token and token.startswith("v") and token[1:].isdigit():
+        return int(token[1:])
+    return None
+
+
+def _record(entry: dict[str, Any], message: str, *args: Any,
+            level: int = logging.INFO, old_value: str | None = None,
+            new_value: str | None = None) -> dict[str, Any]:
+    """Log ``entry`` as one ``dashboard.audit`` line and hand it to every delivery."""
+    now = time.time()
+    entry = {"id": uuid.uuid4().hex[:16], "ts": int(now * 1000),
+             "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+             **entry, "host": _HOST}
+    index = entry.get("index") or {}
+    fields = {name: entry.get(name) for name in (
+        "operator", "action", "key", "outcome", "old_version", "new_version", "old_size",
+        "new_size")}
+    fields["index"] = index.get("status")
+    if entry["action"] == "repair":
+        fields.update(service=entry.get("service"), added=index.get("added_count"),
+                      removed=index.get("removed_count"), attempts=index.get("attempts"))
+    audit_log.log(level, message, *args, extra=fields)
+    for deliver in _deliveries:
+        deliver(entry, old_value, new_value)
+    return entry
+
+
+def peek(provider: KeyValueProvider, key: str) -> Entry | None:
+    """The key as it is before a delete, for its entry; None if absent or unreadable."""
+    try:
+        return provider.get(key)
+    except ProviderError:
+        return None
+
+
+_MESSAGES = {
+    "create": "create: %s created %r",
+    "edit": "edit: %s wrote %r",
+    "delete": "delete: %s deleted %r",
+    "import": "import: %s imported %r",
+}
+
+
+def key_write(action: str, operator: str, key: str, *, result: WriteResult,
+              before: Entry | None = None, value: str | None = None, ttl: str | None = None,
+              expected: str | None = None) -> dict[str, Any]:
+    """A create, edit or delete that happened (``result``), from ``before`` to ``value``."""
+    after = result.entry
+    new_value = None if action == "delete" else (
+        after.value if after is not None and after.value is not None else value)
+    old_value = before.value if before is not None else None
+    old_version = before.version if before is not None else _version_of(expected)
+    entry = {
+        "operator": operator, "action": action, "key": key, "outcome": "ok",
+        "old_version": old_version, "new_version": after.version if after is not None else None,
+        "old_size": _size(old_value), "new_size": _size(new_value),
+        "index": {"status": result.index.status, "message": result.index.message,
+                  "atomic": result.index.atomic},
+        "detail": "; ".join(filter(None, [f"ttl {ttl}" if ttl else "",
+                                          "" if result.existed else "the key was already gone",
+                                          result.note])),
+    }
+    message = _MESSAGES[action] + " (%s -> %s, %s -> %s bytes, index %s)"
+    if ttl:
+        message += f" (ttl {ttl})"
+    if action == "delete":
+        message += f" (existed: {result.existed})"
+    return _record(entry, message, operator, key, _v(entry["old_version"]),
+                   _v(entry["new_version"]), _n(entry["old_size"]), _n(entry["new_size"]),
+                   result.index.status, old_value=old_value, new_value=new_value)
+
+
+def unconfirmed(action: str, operator: str, key: str, detail: str, *,
+                before: Entry | None = None, value: str | None = None) -> dict[str, Any]:
+    """A write the store did not confirm: it may still land, so it is audited as such."""
+    old_value = before.value if before is not None else None
+    new_value = None if action == "delete" else value
+    entry = {
+        "operator": operator, "action": action, "key": key, "outcome": "unconfirmed",
+        "old_version": before.version if before is not None else None, "new_version": None,
+        "old_size": _size(old_value), "new_size": _size(new_value),
+        "index": {"status": "unknown", "message": "", "atomic": False}, "detail": detail,
+    }
+    return _record(entry, "unconfirmed write by %s to %r: %s", operator, key, detail,
+                   level=logging.WARNING, old_value=old_value, new_value=new_value)
+
+
+def repair(operator: str, plan: RepairPlan, attempts: int, added: Sequence[str],
+           removed: Sequence[str], *, before: Entry | None = None, after: Entry | None = None,
+           new_value: str | None = None) -> dict[str, Any]:
+    """An index repair: the index entry's versions and sizes, and the keys it added and removed."""
+    service = plan.report.service
+    old_value = before.value if before is not None else None
+    entry = {
+        "operator": operator, "action": "repair", "key": service.index_full_key,
+        "service": service.prefix, "outcome": "ok" if attempts else "unchanged",
+        "old_version": before.version if before is not None else None,
+        "new_version": after.version if after is not None else None,
+        "old_size": _size(old_value), "new_size": _size(new_value),
+        "index": {"status": "updated" if attempts else "unchanged", "action": plan.action,
+                  "added": list(added[:KEYS_CAP]), "removed": list(removed[:KEYS_CAP]),
+                  "added_count": len(added), "removed_count": len(removed),
+                  "attempts": attempts},
+        "detail": f"{plan.action}",
+    }
+    return _record(
+        entry,
+        "index repair by %s: service=%s index=%s action=%s added=%d removed=%d attempts=%d",
+        operator, service.prefix, service.index_full_key, plan.action, len(added), len(removed),
+        attempts, old_value=old_value, new_value=new_value)
+
+
+def _v(version: int | None) -> str:
+    return "-" if version is None else f"v{version}"
+
+
+def _n(size: int | None) -> str:
+    return "-" if size is None else str(size)

@@ -1,0 +1,217 @@
+"""/audit: writes and repairs with versions and sizes, editors only, shared through Redis."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import pytest
+
+from dashboard.devstore import start_devstore
+from dashboard.stores.base import NO_TTL
+from dashboard.stores.toskastore.provider import ToskaStoreProvider
+from dashboard.web.audit_journal import RedisJournal
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.webapp import login, make_app, post_form
+
+_ROW = re.compile(r'<tr data-testid="audit-row"(.*?)>', re.S)
+_ATTR = re.compile(r'data-([a-z-]+)="([^"]*)"')
+
+
+@pytest.fixture(scope="module")
+def running():
+    with start_devstore(port=0) as store:
+        yield store
+
+
+@pytest.fixture
+def provider(running):
+    made = ToskaStoreProvider(running.url)
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    with RedisServer() as server:
+        yield server
+
+
+def rows(response) -> list[dict[str, str]]:
+    """The audit table's rows as their data attributes, newest first."""
+    assert response.status_code == 200, response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    return [{name: html.unescape(value) for name, value in _ATTR.findall(attrs)
+             if name != "testid"} for attrs in _ROW.findall(page)]
+
+
+def editor_of(app):
+    client = app.test_client()
+    login(client, "ed")
+    return client
+
+
+def create(client, key: str, value: str):
+    response = post_form(client, "/key/new", {"key": key, "value": value, "ttl_mode": "none",
+                                              "compact": "on", "update_index": "on"})
+    assert response.status_code == 303, response.get_data(as_text=True)
+
+
+def edit(client, provider, key: str, value: str):
+    response = post_form(client, "/key/edit", {
+        "key": key, "value": value, "ttl_mode": "none", "compact": "on", "update_index": "on",
+        "expected_version": provider.get(key).token, "confirm": "yes"})
+    assert response.status_code == 303, response.get_data(as_text=True)
+
+
+def delete(client, provider, key: str):
+    response = post_form(client, "/key/delete", {
+        "key": key, "expected_version": provider.get(key).token, "confirm": "yes",
+        "update_index": "on"})
+    assert response.status_code == 303, response.get_data(as_text=True)
+
+
+def repair(client, prefix: str):
+    page = client.get(f"/index/repair?service={prefix}&action=prune-stale").get_data(as_text=True)
+    digest = re.search(r'name="digest" value="([^"]+)"', page).group(1)
+    done = post_form(client, "/index/repair", {"service": prefix, "action": "prune-stale",
+                                               "digest": digest, "confirm": "yes"})
+    assert 'data-testid="repair-result"' in done.get_data(as_text=True)
+
+
+def test_create_edit_delete_and_repair_are_listed_newest_first_with_versions_and_sizes(provider):
+    prefix = "au1:"
+    provider.put(prefix + "__keys", json.dumps(["gone"]), ttl=NO_TTL)
+    client = editor_of(make_app(provider))
+    create(client, prefix + "k", '{"a":1}')
+    v1 = provider.get(prefix + "k").version
+    edit(client, provider, prefix + "k", '{"a": 22}')
+    v2 = provider.get(prefix + "k").version
+    delete(client, provider, prefix + "k")
+    index_before = provider.get(prefix + "__keys")
+    repair(client, prefix)
+    index_after = provider.get(prefix + "__keys")
+
+    repaired, deleted, edited, created = rows(client.get("/audit"))
+    assert created == {"action": "create", "key": prefix + "k", "operator": "ed",
+                       "old-version": "", "new-version": str(v1), "old-size": "",
+                       "new-size": "7", "index": "updated", "outcome": "ok"}
+    assert (edited["old-version"], edited["new-version"]) == (str(v1), str(v2))
+    assert (edited["old-size"], edited["new-size"]) == ("7", "8")  # {"a":22}
+    assert (deleted["action"], deleted["old-version"], deleted["new-version"]) == (
+        "delete", str(v2), "")
+    assert (deleted["old-size"], deleted["new-size"]) == ("8", "")
+    assert repaired["action"] == "repair" and repaired["key"] == prefix + "__keys"
+    assert (repaired["old-version"], repaired["new-version"]) == (
+        str(index_before.version), str(index_after.version))
+    assert (repaired["old-size"], repaired["new-size"]) == (
+        str(len(index_before.value)), str(len(index_after.value)))
+    # index changes: each key write's index outcome, the repair's removed key
+    assert [r["index"] for r in (created, edited, deleted, repaired)] == [
+        "updated", "unchanged", "updated", "updated"]
+    page = client.get("/audit").get_data(as_text=True)
+    assert page.count("(same transaction)") == 3  # the store has transactions (/kv/txn)
+    assert "+0 −1" in page and f"− {prefix}gone" in html.unescape(re.sub("<[^>]+>", "", page))
+
+
+def test_values_are_kept_only_with_audit_values(provider):
+    plain = editor_of(make_app(provider))
+    create(plain, "au2:k", '{"pin":"4711"}')
+    page = plain.get("/audit").get_data(as_text=True)
+    assert rows(plain.get("/audit"))[0]["new-size"] == "14"
+    assert "4711" not in page and 'data-testid="audit-new-value"' not in page
+
+    with_values = editor_of(make_app(provider, dashboard={"AuditValues": True}))
+    edit(with_values, provider, "au2:k", '{"pin":"0815"}')
+    page = html.unescape(with_values.get("/audit").get_data(as_text=True))
+    assert '{"pin":"4711"}' in page and '{"pin":"0815"}' in page
+    assert 'data-testid="audit-new-value"' in page
+
+
+def test_viewers_are_refused_and_anonymous_callers_sent_to_log_in(provider):
+    app = make_app(provider)
+    viewer = app.test_client()
+    login(viewer, "vi")
+    assert viewer.get("/audit").status_code == 403
+    anonymous = app.test_client().get("/audit")
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+
+
+def test_the_trail_is_bounded_and_paged(provider):
+    app = make_app(provider, dashboard={"AuditMaxEntries": 3}, KV_AUDIT_PAGE_SIZE=2)
+    client = editor_of(app)
+    for n in range(5):
+        create(client, f"au3:k{n}", "{}")
+    first, second = rows(client.get("/audit")), rows(client.get("/audit?page=2"))
+    assert [r["key"] for r in first + second] == ["au3:k4", "au3:k3", "au3:k2"]
+    assert 'data-total="3"' in client.get("/audit").get_data(as_text=True)
+    assert rows(client.get("/audit?page=3")) == []
+
+
+def test_in_memory_the_trail_is_per_process(provider):
+    one, two = editor_of(make_app(provider)), editor_of(make_app(provider))
+    create(one, "au4:k", "{}")
+    assert [r["key"] for r in rows(one.get("/audit"))] == ["au4:k"]
+    assert rows(two.get("/audit")) == []
+
+
+def test_two_replicas_sharing_a_redis_see_the_same_trail(provider, redis_server):
+    redis_server.flushall()
+    storage = {"SessionStorage": f"redis://{redis_server.host}:{redis_server.port}/0"}
+    one = editor_of(make_app(provider, dashboard=storage))
+    two = editor_of(make_app(provider, dashboard=storage))
+    create(one, "au5:k", '{"x":1}')
+    edit(two, provider, "au5:k", '{"x":2}')
+    seen_by_one, seen_by_two = rows(one.get("/audit")), rows(two.get("/audit"))
+    assert seen_by_one == seen_by_two
+    assert [(r["action"], r["key"]) for r in seen_by_one] == [("edit", "au5:k"), ("create", "au5:k")]
+    with redis_server.client() as raw:
+        assert raw.llen("kvdash:audit") == 2
+        assert not any(key.startswith(b"au5") for key in raw.keys("*"))  # not in the mesh's keys
+
+
+def test_a_journal_that_does_not_answer_never_undoes_a_write(provider, redis_server):
+    app = make_app(provider, dashboard={
+        "SessionStorage": f"redis://{redis_server.host}:{redis_server.port}/0"})
+    client = editor_of(app)
+    # the trail's Redis (here: a port nothing listens on) is down; the sessions' is not
+    app.extensions["kv_audit"] = RedisJournal(f"redis://127.0.0.1:{free_port()}/0", 10,
+                                              timeout=1.0)
+    create(client, "au6:k", "{}")
+    assert provider.get("au6:k").value == "{}"
+    refused = client.get("/audit")
+    assert refused.status_code == 503
+    assert "Audit trail unavailable" in refused.get_data(as_text=True)
+
+
+def test_a_write_the_store_did_not_confirm_is_audited_as_unconfirmed():
+    with start_devstore(port=0, release="0.9.1") as late:
+        provider = ToskaStoreProvider(late.url)
+        try:
+            provider.capabilities()  # detect before the slow mode is switched on
+            late.store.put("au7:k", "old")
+            client = editor_of(make_app(provider))
+            token = provider.get("au7:k").token
+            late.config.write_applies_late_ms = 600  # answers 500 at once, applies later
+            answer = post_form(client, "/key/edit", {
+                "key": "au7:k", "value": "newer", "raw": "on", "ttl_mode": "none",
+                "expected_version": token, "confirm": "yes"})
+            late.config.write_applies_late_ms = 0
+            assert answer.status_code == 504
+            [row] = rows(client.get("/audit"))
+            assert (row["action"], row["key"], row["outcome"]) == ("edit", "au7:k", "unconfirmed")
+            assert (row["old-size"], row["new-size"]) == ("3", "5")
+            metrics = client.get("/metrics").get_data(as_text=True)
+            assert 'kvdash_writes_total{kind="edit",outcome="unconfirmed"} 1.0' in metrics
+        finally:
+            provider.close()
+
+
+def test_keys_and_values_are_shown_escaped(provider):
+    client = editor_of(make_app(provider, dashboard={"AuditValues": True}))
+    hostile = 'au8:<img src=x onerror="alert(1)">'
+    create(client, hostile, '{"v":"<script>alert(2)</script>"}')
+    page = client.get("/audit").get_data(as_text=True)
+    assert "<img src=x" not in page and "<script>alert(2)" not in page
+    assert rows(client.get("/audit"))[0]["key"] == hostile  # the exact key, escaped
