@@ -2,7 +2,8 @@
 # run with a read-only root filesystem (deploy/kubernetes/ mounts an emptyDir at /tmp).
 FROM python:3.11-slim
 
-# JSON logs (one line per request and per write); /metrics sums gunicorn's workers
+# JSON logs (one line per request and per write, gunicorn's own lines too); /metrics sums
+# gunicorn's workers
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -41,5 +42,8 @@ HEALTHCHECK --interval=30s --timeout=3s \
 # under $HOME/.gunicorn, which this user has no writable home for (read-only root), and
 # logs "Control server error" at every start; the dashboard does not use it.
 # --worker-tmp-dir /dev/shm: worker heartbeat files on a tmpfs (writable with a read-only
-# root, and never blocked by a slow disk). tests/test_deploy_image.py runs this line.
-CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:8080 --workers ${GUNICORN_WORKERS:-2} --threads ${GUNICORN_THREADS:-32} --timeout 120 --no-control-socket --worker-tmp-dir /dev/shm --access-logfile - --error-logfile - dashboard.wsgi:app"]
+# root, and never blocked by a slow disk).
+# -c python:dashboard.gunicorn_conf: one line per request, in Dashboard__LogFormat: no
+# gunicorn access log (the dashboard logs each request), gunicorn's own lines in the same
+# format, everything on standard error. tests/test_deploy_image.py runs this line.
+CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:8080 --workers ${GUNICORN_WORKERS:-2} --threads ${GUNICORN_THREADS:-32} --timeout 120 --no-control-socket --worker-tmp-dir /dev/shm -c python:dashboard.gunicorn_conf dashboard.wsgi:app"]

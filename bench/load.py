@@ -2,8 +2,8 @@
 
 The CMD and ENV are read from the Dockerfile (as ``tests/test_deploy_image.py`` does), the
 bind address moved to a free 127.0.0.1 port, nothing else changed: ``GUNICORN_WORKERS`` ×
-``GUNICORN_THREADS`` (the CMD's defaults unless set), JSON logs, the access log on stdout (to a file
-here), ``PROMETHEUS_MULTIPROC_DIR`` and ``TMPDIR`` in a private temporary directory, and
+``GUNICORN_THREADS`` (the CMD's defaults unless set), JSON logs (one line per request, to a
+file here), ``PROMETHEUS_MULTIPROC_DIR`` and ``TMPDIR`` in a private temporary directory, and
 the default session storage (files there). ``loadgen`` then runs the clients in its own
 process. Everything is stopped afterwards.
 """
@@ -125,8 +125,22 @@ def gunicorn(target: Target, workdir: Path) -> Iterator[tuple[str, dict[str, Any
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        log = stderr.read_text(errors="replace")
-        facts["server_errors"] = log.count("[ERROR]") + log.count("Traceback")
+        facts["server_errors"] = _server_errors(stderr.read_text(errors="replace"))
+
+
+def _server_errors(log: str) -> int:
+    """gunicorn's own errors (a failed request, a worker timeout) and tracebacks in its log,
+    whose lines are in ``Dashboard__LogFormat`` (JSON in the image)."""
+    count = log.count("Traceback")
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a text line: "date time LEVEL logger message"
+            count += bool(re.match(r"\S+ \S+ (ERROR|CRITICAL) gunicorn\.", line))
+            continue
+        count += (isinstance(entry, dict) and entry.get("level") in ("ERROR", "CRITICAL")
+                  and str(entry.get("logger", "")).startswith("gunicorn."))
+    return count
 
 
 def run_load(target: Target, dataset: Dataset, *, clients: int, seconds: float,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import logging
 import os
 import re
 import signal
@@ -70,8 +71,10 @@ class Running:
 
 
 @contextmanager
-def run_image_cmd(tmp_path: Path, cmd: list[str], store_url: str) -> Iterator[Running]:
-    """Start ``cmd`` in the image's environment, plus the settings a Deployment gives it."""
+def run_image_cmd(tmp_path: Path, cmd: list[str], store_url: str,
+                  env_overrides: dict[str, str] | None = None) -> Iterator[Running]:
+    """Start ``cmd`` in the image's environment, plus the settings a Deployment gives it
+    (and ``env_overrides``, as a Deployment's ``env`` overrides the image's)."""
     users = tmp_path / "users.json"
     users.write_text(json.dumps([{"name": "alice", "role": "editor",
                                   "passwordHash": generate_password_hash(
@@ -93,6 +96,7 @@ def run_image_cmd(tmp_path: Path, cmd: list[str], store_url: str) -> Iterator[Ru
         "Dashboard__SecretKey": SECRET,
         "Dashboard__UsersFile": str(users),
         "Dashboard__PathBase": "/kv",
+        **(env_overrides or {}),
     }
     port = int(re.search(r"--bind 127\.0\.0\.1:(\d+)", cmd[2]).group(1))
     stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
@@ -125,6 +129,12 @@ def wait_until_healthy(running: Running) -> None:
             pass
         time.sleep(0.1)
     pytest.fail(f"/healthz did not answer within {DEADLINE_S}s\n{running.logs()}")
+
+
+def log_lines(running: Running) -> list[str]:
+    """Every line the process wrote, standard output and standard error."""
+    return [line for stream in (running.stdout, running.stderr)
+            for line in stream.read_text().splitlines()]
 
 
 @pytest.fixture
@@ -174,9 +184,12 @@ def test_the_image_command_serves_the_dashboard_without_a_home_and_stops_cleanly
 
     errors = running.stderr.read_text()
     assert "Control server error" not in errors, errors
-    assert "[ERROR]" not in errors and "Traceback" not in errors, errors
-    # access log on stdout (the pod's log), one line per request
-    assert re.search(r'"GET /kv/services HTTP/1\.1" 200', running.stdout.read_text()), running.logs()
+    assert "Traceback" not in errors, errors
+    lines = [json.loads(line) for line in log_lines(running)]  # the image logs JSON
+    assert not [line for line in lines if line["level"] in ("ERROR", "CRITICAL")], running.logs()
+    # the request's line, on the container's output (the pod's log)
+    assert [line for line in lines if line["logger"] == "dashboard.request"
+            and line["path"] == "/services" and line["status"] == 200], running.logs()
 
 
 def test_without_no_control_socket_the_same_start_logs_the_control_server_error(tmp_path, store):
@@ -219,3 +232,77 @@ def test_a_stop_ends_open_live_streams_instead_of_waiting_for_them(tmp_path, sto
         left = stop_by - time.monotonic()
         assert left > 0, "the open stream held the stop for the whole graceful timeout"
         assert running.process.wait(timeout=left) == 0, running.logs()
+
+
+# --------------------------------------------------------------------------- its logs
+
+#: what a line of ``Dashboard__LogFormat=text`` looks like (dashboard.web.logs.TEXT_FORMAT)
+TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+                       r"[\w.]+ \S")
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_the_image_logs_each_request_once_in_the_configured_format(tmp_path, store, log_format):
+    """One line per request, in Dashboard__LogFormat, and gunicorn's own lines in it too:
+    no second (gunicorn access) line per request, nothing in another format."""
+    # (path below the path base, as the request line names it; status; the text line's
+    # method, endpoint and status)
+    asked = [("/login", 200, "GET auth.login -> 200"),
+             ("/services", 302, "GET services.index -> 302"),
+             (f"/no-such-page-{os.getpid()}", 404, "GET unmatched -> 404")]
+    with run_image_cmd(tmp_path, cmd_on(_free_port()), store.url,
+                       {"Dashboard__LogFormat": log_format}) as running:
+        wait_until_healthy(running)
+        with httpx.Client(base_url=running.url, timeout=10) as client:
+            for path, status, _ in asked:
+                assert client.get(f"/kv{path}").status_code == status, running.logs()
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(timeout=DEADLINE_S) == 0, running.logs()
+
+    lines = log_lines(running)
+    output = "\n".join(lines)
+    if log_format == "json":
+        parsed = []
+        for line in lines:
+            try:
+                parsed.append(json.loads(line))
+            except ValueError:
+                pytest.fail(f"not a JSON line: {line!r}\n{running.logs()}")
+            assert {"time", "level", "logger", "message"} <= parsed[-1].keys(), line
+        for path, status, _ in asked:
+            # the path on one line: the dashboard's, and no gunicorn access line beside it
+            assert output.count(path) == 1, (path, running.logs())
+            (line,) = [each for each in parsed if each.get("path") == path]
+            assert line["logger"] == "dashboard.request" and line["status"] == status, line
+        said = [each["message"] for each in parsed if each["logger"] == "gunicorn.error"]
+    else:
+        for line in lines:
+            assert not line.lstrip().startswith("{"), f"a JSON line: {line!r}\n{running.logs()}"
+            assert TEXT_LINE.match(line), f"not a text line: {line!r}\n{running.logs()}"
+        for path, _, text in asked:
+            assert path not in output, (path, running.logs())  # no gunicorn access line
+            assert output.count(f" dashboard.request {text} ") == 1, (text, running.logs())
+        said = [line for line in lines if " gunicorn.error " in line]
+    # gunicorn's own lines are there, in the same format
+    assert any("Listening at" in each for each in said), running.logs()
+    assert any("Shutting down" in each for each in said), running.logs()
+
+
+def test_gunicorn_lines_are_formatted_as_the_dashboard_formats_its_own():
+    from dashboard import gunicorn_conf
+    from dashboard.web import logs
+
+    record = logging.LogRecord("gunicorn.error", logging.INFO, __file__, 1,
+                               "Listening at: %s", ("http://0.0.0.0:8080",), None)
+    for log_format in ("json", "text"):
+        assert (gunicorn_conf._formatter(log_format).format(record)
+                == logs.formatter(log_format).format(record)), log_format
+
+
+def test_gunicorn_settings_do_not_load_the_app():
+    """gunicorn's master imports them: it must not import the dashboard's web app."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, dashboard.gunicorn_conf; "
+         "print(sorted(m for m in sys.modules if m.startswith(('dashboard.web', 'flask'))))"],
+        cwd=DOCKERFILE.parent, capture_output=True, text=True, timeout=DEADLINE_S, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

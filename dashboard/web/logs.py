@@ -14,6 +14,10 @@ Two kinds of lines carry fields of their own:
   ``action``, ``key``, ``old_version``/``new_version``, ``old_size``/``new_size``,
   ``index`` and ``outcome``; never the values.
 
+Under gunicorn (the image), gunicorn writes no access log, so each request is one line, and
+its own lines take the same format: ``dashboard/gunicorn_conf.py``, which keeps a copy of
+``formatter`` (gunicorn's master never imports the app; a test compares the two).
+
 Every line logged while a request is answered carries its ``request_id``: the ingress's
 ``X-Request-ID`` when it sends a plausible one, else a new random id; the response names it
 in ``X-Request-ID`` too, so an operator's report leads to its lines.
@@ -32,7 +36,7 @@ from flask import Flask, Response, g, has_request_context, request
 from flask.signals import request_finished, request_started
 from pythonjsonlogger.json import JsonFormatter
 
-from dashboard.settings.load import Settings
+from dashboard.settings.model import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 REQUEST_ID_HEADER = "X-Request-ID"
