@@ -18,7 +18,9 @@ import getpass
 import sys
 
 from dashboard.cli.common import EXIT_ERROR, PROG, WRITES_ATTR, Command, CommandError, settings_from
-from dashboard.settings.load import APPSETTINGS_ENV, ConfigError, load_settings
+from dashboard.settings.errors import ConfigError
+from dashboard.settings.load import load_settings
+from dashboard.settings.sources import APPSETTINGS_ENV
 from dashboard.stores.errors import ProviderError
 
 # --------------------------------------------------------------------------- devstore

@@ -3,7 +3,7 @@
 import signal
 import sys
 
-from dashboard.settings.load import ConfigError
+from dashboard.settings.errors import ConfigError
 from dashboard.web import live
 from dashboard.web.app import create_app
 from dashboard.web.startup import refuse_broken_setup

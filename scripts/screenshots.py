@@ -36,7 +36,7 @@ LIVE = {"key": "key-live", "edit": "edit-live", "live": "live-connector"}
 
 def changes(provider) -> None:
     """A few writes, a delete and an expiry under sessions: for the live feed's picture."""
-    from dashboard.stores.base import NO_TTL, TtlChange
+    from dashboard.stores.mutations import NO_TTL, TtlChange
 
     for n in range(4):
         provider.put(f"sessions:session:live-{n}", f'{{"userId":"u{n}","cart":[{n}]}}', ttl=NO_TTL)

@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from dashboard.devstore import start_devstore
-from dashboard.settings.load import SECRET_NAMES, ConfigError, load_settings
+from dashboard.settings.errors import SECRET_NAMES, ConfigError
+from dashboard.settings.load import load_settings
 from dashboard.web.app import create_app
 from tests.support.dockerfile import image_cmd
 

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from dashboard.settings.load import Settings, load_settings
+from dashboard.settings.load import load_settings
+from dashboard.settings.model import Settings
 
 PROG = "toska-kv"
 #: exit status for configuration, store and usage errors (argparse uses 2 as well)

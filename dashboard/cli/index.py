@@ -22,7 +22,7 @@ from dashboard.cli.common import (
     print_list,
     settings_from,
 )
-from dashboard.settings.load import Settings
+from dashboard.settings.model import Settings
 
 #: keys of each kind printed by the human-readable check and repair output
 SHOWN_KEYS = 50

@@ -160,7 +160,7 @@ def print_result(result, out) -> None:
 def _run_import(args: argparse.Namespace) -> int:
     from dashboard.mesh import open_store
     from dashboard.mesh.transfer import TooBig, apply, make_plan, parse
-    from dashboard.mesh.transfer.importing import audit_hooks
+    from dashboard.mesh.transfer.import_apply import audit_hooks
 
     settings = settings_from(args)
     limit = settings.dashboard.max_import_bytes

@@ -26,23 +26,23 @@ def create_lease(req: Request) -> Reply:
     return Reply(201, {"ok": True, "lease": lease})
 
 
-def keepalive_lease(req: Request, lease_id: str) -> Reply:
+def _on_lease(lease_id: str, act):
+    """``act()`` on an existing lease; upstream's 400 and 404 answers otherwise."""
     try:
-        lease = req.store.keepalive_lease(lease_id)
+        return act()
     except InvalidLease:
         raise ApiError(400, "Invalid lease") from None
     except LeaseNotFound:
         raise ApiError(404, "Lease not found", id=lease_id) from None
+
+
+def keepalive_lease(req: Request, lease_id: str) -> Reply:
+    lease = _on_lease(lease_id, lambda: req.store.keepalive_lease(lease_id))
     return Reply(200, {"ok": True, "lease": lease})
 
 
 def revoke_lease(req: Request, lease_id: str) -> Reply:
-    try:
-        req.store.revoke_lease(lease_id)
-    except InvalidLease:
-        raise ApiError(400, "Invalid lease") from None
-    except LeaseNotFound:
-        raise ApiError(404, "Lease not found", id=lease_id) from None
+    _on_lease(lease_id, lambda: req.store.revoke_lease(lease_id))
     return Reply(200, {"ok": True, "id": lease_id})
 
 

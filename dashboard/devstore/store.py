@@ -9,29 +9,26 @@ every ``ttl_check_interval_ms``; tests call it directly to stay deterministic).
 Every key change bumps the revision and publishes a watch event; lease and lock
 operations bump the revision too, without an event (see ``coordination.py``).
 
-Key order is Python ``str`` order (code points), the same as the UTF-8 byte order of
-upstream's ordered ETS index. Pages come from a sorted key list with ``bisect``.
+The keys in order and the listings (``page``, ``range``, ``live_keys``) are in
+``listing.py``; leases and locks in ``coordination.py``; ``txn`` in ``txn.py``.
 """
 
 from __future__ import annotations
 
 import heapq
 import threading
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any
 
 from dashboard.devstore.coordination import CoordinationMixin, LeaseNotFound
+from dashboard.devstore.listing import ListingMixin
 from dashboard.devstore.txn import TxnMixin
 from dashboard.devstore.values import now_ms
 from dashboard.devstore.watch import Watcher, WatchHub
 
-#: removed keys stay in the sorted list as tombstones until they outnumber live keys
-#: (and this floor), so a delete never shifts a 100,000-element list
-_COMPACT_FLOOR = 1024
 DEFAULT_WATCH_HISTORY_LIMIT = 10_000
 
-__all__ = ["ConditionFailed", "Conditions", "DevStore", "LeaseNotFound", "Page", "Position", "now_ms"]
+__all__ = ["ConditionFailed", "Conditions", "DevStore", "LeaseNotFound", "now_ms"]
 
 
 class ConditionFailed(Exception):
@@ -109,23 +106,7 @@ class _Entry:
         return {"key": key, "value": self.value, "metadata": self.metadata()}
 
 
-@dataclass(frozen=True)
-class Position:
-    """Where a listing page starts: at ``key`` (inclusive) or just after it."""
-
-    key: str
-    after: bool = False
-
-
-@dataclass
-class Page:
-    """One listing page: entries as ``Entry``-shaped dicts, and where the next page starts."""
-
-    items: list[dict[str, Any]]
-    next: Position | None
-
-
-class DevStore(CoordinationMixin, TxnMixin):
+class DevStore(ListingMixin, CoordinationMixin, TxnMixin):
     """An in-memory, thread-safe ToskaStore keyspace with leases, locks and watch events.
 
     ``legacy``/``release`` and ``no_key_listing`` describe how a server built on this
@@ -149,12 +130,7 @@ class DevStore(CoordinationMixin, TxnMixin):
         self._reset()
 
     def _reset(self) -> None:
-        # None marks a tombstone: the key is still in _sorted but not stored
-        self._data: dict[str, _Entry | None] = {}
-        self._sorted: list[str] = []
-        # new keys that sort before the end of _sorted wait here; one sort merges them
-        self._pending: list[str] = []
-        self._tombstones = 0
+        self._reset_listing()
         self._revision = 0
         # (expires_at, key) of every write with an expiry, so the sweep visits only what
         # is due instead of every stored key under the lock (2M keys: a stall of seconds);
@@ -187,10 +163,7 @@ class DevStore(CoordinationMixin, TxnMixin):
         """
         with self._lock:
             now = now_ms()
-            entry = self._live(key, now)
-            reason = conditions.failure(None if entry is None else entry.version)
-            if reason:
-                raise ConditionFailed(reason, None if entry is None else entry.version)
+            entry = self._checked(key, conditions, now)
             self._delete_entry(key, entry, now, "delete")
             return entry is not None
 
@@ -246,10 +219,7 @@ class DevStore(CoordinationMixin, TxnMixin):
             raise TypeError("values are strings")
         with self._lock:
             now = now_ms()
-            entry = self._live(key, now)
-            reason = conditions.failure(None if entry is None else entry.version)
-            if reason:
-                raise ConditionFailed(reason, None if entry is None else entry.version)
+            entry = self._checked(key, conditions, now)
             if lease_id is not None:
                 lease = self._active_lease(lease_id, now)
                 if lease is None:
@@ -272,79 +242,6 @@ class DevStore(CoordinationMixin, TxnMixin):
                 values[key] = None if entry is None else entry.value
             return values
 
-    def page(self, prefix: str = "", start: Position | None = None, limit: int | None = 100) -> Page:
-        """Up to ``limit`` (None: all) live entries whose keys start with ``prefix``, in order.
-
-        ``start`` narrows the first key further. ``Page.next`` is None when nothing
-        matching is left. (A convenience for callers; HTTP listings use ``range``.)
-        """
-        with self._lock:
-            now = now_ms()
-            index = self._index()
-            pos = bisect_left(index, prefix)
-            if start is not None:
-                pos = max(pos, (bisect_right if start.after else bisect_left)(index, start.key))
-            items: list[dict[str, Any]] = []
-            for i in range(pos, len(index)):
-                key = index[i]
-                if not key.startswith(prefix):
-                    break
-                entry = self._data[key]
-                if entry is None or entry.expired(now):
-                    continue
-                if len(items) == limit:
-                    last = Position(items[-1]["key"], after=True) if items else Position(key)
-                    return Page(items, last)
-                items.append(entry.as_dict(key))
-            return Page(items, None)
-
-    def range(
-        self, prefix: str, limit: int, *, start: str | None = None, after: str | None = None
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """Upstream main's ``list_range`` walk: up to ``limit`` live entries and "more left".
-
-        ``after`` (a cursor's key) starts strictly after that key; otherwise the walk
-        starts at the larger of ``prefix`` and ``start``. Like upstream, it stops at the
-        first stored key that lacks the prefix, so a ``start`` past the prefix range
-        yields nothing.
-        """
-        with self._lock:
-            now = now_ms()
-            index = self._index()
-            if after is not None:
-                pos = bisect_right(index, after)
-            else:
-                lower = prefix if start is None else (start if prefix == "" or start > prefix else prefix)
-                pos = bisect_left(index, lower)
-            items: list[dict[str, Any]] = []
-            for i in range(pos, len(index)):
-                key = index[i]
-                entry = self._data[key]
-                if entry is None:  # a tombstone is not in upstream's index at all
-                    continue
-                if not key.startswith(prefix):
-                    break
-                if entry.expired(now):
-                    continue
-                if len(items) == limit:
-                    return items, True
-                items.append(entry.as_dict(key))
-            return items, False
-
-    def live_keys(self, prefix: str = "") -> list[str]:
-        """Every live key starting with ``prefix``, sorted."""
-        with self._lock:
-            now = now_ms()
-            index = self._index()
-            keys = []
-            for i in range(bisect_left(index, prefix), len(index)):
-                key = index[i]
-                if not key.startswith(prefix):
-                    break
-                entry = self._data[key]
-                if entry is not None and not entry.expired(now):
-                    keys.append(key)
-            return keys
 
     def cleanup_expired(self) -> int:
         """Upstream's periodic TTL sweep; returns how many keys it removed.
@@ -396,6 +293,18 @@ class DevStore(CoordinationMixin, TxnMixin):
         entry = self._data.get(key)
         return None if entry is None or entry.expired(now) else entry
 
+    def _checked(self, key: str, conditions: Conditions, now: int) -> _Entry | None:
+        """The live entry of ``key`` (None if absent), once ``conditions`` hold against it.
+
+        Raises ``ConditionFailed`` when they do not.
+        """
+        entry = self._live(key, now)
+        current = None if entry is None else entry.version
+        reason = conditions.failure(current)
+        if reason:
+            raise ConditionFailed(reason, current)
+        return entry
+
     def _put_entry(
         self,
         key: str,
@@ -422,8 +331,7 @@ class DevStore(CoordinationMixin, TxnMixin):
         if current is None:
             return
         self._revision += 1
-        self._data[key] = None
-        self._tombstones += 1
+        self._remove(key)
         self._hub.publish(
             {
                 "op": op,
@@ -439,28 +347,3 @@ class DevStore(CoordinationMixin, TxnMixin):
         """Lease and lock operations advance the revision without publishing an event."""
         self._revision += 1
 
-    def _insert(self, key: str, entry: _Entry) -> None:
-        if key in self._data:  # stored or a tombstone: the key is already indexed
-            if self._data[key] is None:
-                self._tombstones -= 1
-        elif not self._pending and (not self._sorted or key > self._sorted[-1]):
-            self._sorted.append(key)
-        else:
-            self._pending.append(key)
-        self._data[key] = entry
-
-    def _stored(self) -> list[tuple[str, _Entry]]:
-        """Every stored entry, expired ones included, in key order."""
-        return [(k, e) for k in self._index() if (e := self._data[k]) is not None]
-
-    def _index(self) -> list[str]:
-        if self._pending:
-            # timsort finds the sorted run and merges the new keys in about O(n + k log k)
-            self._sorted.extend(self._pending)
-            self._pending.clear()
-            self._sorted.sort()
-        if self._tombstones > max(_COMPACT_FLOOR, len(self._data) - self._tombstones):
-            self._sorted = [k for k in self._sorted if self._data[k] is not None]
-            self._data = {k: self._data[k] for k in self._sorted}
-            self._tombstones = 0
-        return self._sorted

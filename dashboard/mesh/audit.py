@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dashboard.stores.base import Entry, KeyValueProvider
+from dashboard.stores.base import KeyValueProvider
+from dashboard.stores.entries import Entry
 from dashboard.stores.errors import ProviderError
 
 if TYPE_CHECKING:

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 from dashboard.mesh.index import MalformedIndex, parse_index, read_index_entry
 from dashboard.mesh.services import Service
-from dashboard.stores.base import KeyValueProvider, now_ms
+from dashboard.stores.base import KeyValueProvider
+from dashboard.stores.entries import now_ms
 from dashboard.stores.errors import ProviderError
 
 #: index entries checked per bulk read when the store cannot list keys

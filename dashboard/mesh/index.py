@@ -7,8 +7,10 @@ from collections.abc import Iterable
 
 from dashboard.mesh import meshjson
 from dashboard.mesh.services import Service
-from dashboard.stores.base import NO_TTL, Entry, KeyValueProvider
+from dashboard.stores.base import KeyValueProvider
+from dashboard.stores.entries import Entry
 from dashboard.stores.errors import Conflict, NotFound, ProviderError, WriteUnknown
+from dashboard.stores.mutations import NO_TTL
 
 
 class MalformedIndex(ProviderError):

@@ -20,7 +20,8 @@ from dashboard.mesh.index import (
     swap_index,
 )
 from dashboard.mesh.services import Service
-from dashboard.stores.base import Entry, KeyValueProvider
+from dashboard.stores.base import KeyValueProvider
+from dashboard.stores.entries import Entry
 from dashboard.stores.errors import Conflict, ProviderError
 
 ACTIONS = ("add-unindexed", "prune-stale", "dedupe", "rebuild")

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dashboard.mesh import meshjson
-from dashboard.stores.base import NO_TTL, KeyValueProvider, TtlChange
+from dashboard.stores.base import KeyValueProvider
+from dashboard.stores.mutations import NO_TTL, TtlChange
 
 #: bulk writer: ``(full_key, value, ttl_ms or None)`` items
 BulkPut = Callable[[list[tuple[str, str, int | None]]], Any]

@@ -10,7 +10,7 @@ from dashboard.stores import make_provider
 from dashboard.stores.base import KeyValueProvider
 
 if TYPE_CHECKING:
-    from dashboard.settings.load import Settings
+    from dashboard.settings.model import Settings
 
 SEPARATOR = ":"
 DEFAULT_INDEX_KEY = "__keys"

@@ -15,12 +15,15 @@ runtime keeps one, holding just this key (as the runtime's first write does).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from dashboard import mesh
-from dashboard.stores.base import KEEP_TTL, Compare, Entry, KeyValueProvider, TtlChange, TxnOp, now_ms
+from dashboard.stores.base import KeyValueProvider
+from dashboard.stores.entries import Entry, now_ms
 from dashboard.stores.errors import Conflict, NotFound, ProviderError, WriteUnknown
+from dashboard.stores.mutations import KEEP_TTL, Compare, TtlChange, TxnOp
 
 #: how often a transaction is retried when only the index changed under it
 ATTEMPTS = 8
@@ -93,20 +96,14 @@ def delete(
 ) -> WriteResult:
     """Delete ``key`` (if still as seen) and drop it from its index."""
     service = _target(settings, key) if update_index else None
-    together = False  # the index is in the same transaction as the key
-    try:
-        if service is not None and service.keeps_index is not False and _transactional(provider):
-            together = True
-            result = _delete_in_txn(provider, service, key, expected)
-            if result is not None:
-                return result
-            together = False
-        existed = provider.delete(key, expected=expected)
-    except ProviderError as error:
-        if not error.maybe_written:
-            raise
-        return _settle(provider, service, key, None, error, together=together)
-    return WriteResult(key, None, _follow_index(provider, service, key, add=False), existed)
+    return _change(
+        provider, service,
+        in_txn=lambda: _delete_in_txn(provider, service, key, expected),
+        alone=lambda: provider.delete(key, expected=expected),
+        settle=lambda error, together: _settle(provider, service, key, None, error,
+                                               together=together),
+        done=lambda existed: WriteResult(
+            key, None, _follow_index(provider, service, key, add=False), existed))
 
 
 # --------------------------------------------------------------------------- internals
@@ -121,21 +118,39 @@ def _write(
     expected: str | None, create_only: bool, update_index: bool,
 ) -> WriteResult:
     service = _target(settings, key) if update_index else None
-    together = False  # the index is in the same transaction as the key
+    return _change(
+        provider, service,
+        in_txn=lambda: _put_in_txn(provider, service, key, value, ttl, expected, create_only),
+        alone=lambda: provider.put(key, value, ttl=ttl, expected=expected,
+                                   create_only=create_only),
+        settle=lambda error, together: _settle(provider, service, key, value, error, ttl=ttl,
+                                               expected=expected, together=together),
+        done=lambda entry: WriteResult(
+            key, entry, _follow_index(provider, service, key, add=True)))
+
+
+def _change(provider: KeyValueProvider, service: mesh.Service | None, *,
+            in_txn: Callable[[], WriteResult | None], alone: Callable[[], Any],
+            settle: Callable[[ProviderError, bool], WriteResult],
+            done: Callable[[Any], WriteResult]) -> WriteResult:
+    """The one shape of every key change: with its index in one transaction where the store
+    can (``in_txn``; None when it falls back), else the key ``alone`` and the index after it
+    (``done``); an answer that was lost is read back (``settle``: was the index in the same
+    transaction?) instead of being reported as a failure."""
+    together = False
     try:
         if service is not None and service.keeps_index is not False and _transactional(provider):
             together = True
-            result = _put_in_txn(provider, service, key, value, ttl, expected, create_only)
+            result = in_txn()
             if result is not None:
                 return result
             together = False
-        entry = provider.put(key, value, ttl=ttl, expected=expected, create_only=create_only)
+        outcome = alone()
     except ProviderError as error:
         if not error.maybe_written:
             raise
-        return _settle(provider, service, key, value, error, ttl=ttl, expected=expected,
-                       together=together)
-    return WriteResult(key, entry, _follow_index(provider, service, key, add=True))
+        return settle(error, together)
+    return done(outcome)
 
 
 def _landed(now: Entry | None, value: str | None, ttl: TtlChange | None,

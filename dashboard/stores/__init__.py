@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dashboard.settings.load import Settings
+    from dashboard.settings.model import Settings
     from dashboard.stores.base import KeyValueProvider
 
 __all__ = ["make_provider"]

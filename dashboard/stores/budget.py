@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dashboard.stores.base import EntryPage
+from dashboard.stores.pages import EntryPage
 
 #: why a step stopped before its end
 Reason = Literal["time", "calls", "bytes", "items"]

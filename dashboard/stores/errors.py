@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dashboard.stores.base import Entry
+    from dashboard.stores.entries import Entry
 
 
 class ProviderError(Exception):

@@ -19,7 +19,9 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard.mesh.text import has_surrogates
-from dashboard.settings.load import ConfigError, Settings, load_settings
+from dashboard.settings.errors import ConfigError
+from dashboard.settings.load import load_settings
+from dashboard.settings.model import Settings
 from dashboard.web import forms
 from dashboard.web.sessions import session_interface
 

@@ -29,7 +29,8 @@ import redis
 from flask import Flask, current_app, has_app_context
 
 from dashboard.mesh import audit
-from dashboard.settings.load import Settings, mask_url
+from dashboard.settings.errors import mask_url
+from dashboard.settings.model import Settings
 from dashboard.web import metrics
 from dashboard.web.logs import request_id
 

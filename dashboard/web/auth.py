@@ -34,7 +34,8 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from dashboard.settings.load import ConfigError, UserSettings
+from dashboard.settings.errors import ConfigError
+from dashboard.settings.model import UserSettings
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()

@@ -14,7 +14,7 @@ from jinja2 import pass_environment
 from markupsafe import Markup, escape
 
 from dashboard.mesh.text import has_surrogates, human_duration, human_size, utc_time
-from dashboard.stores.base import Entry
+from dashboard.stores.entries import Entry
 
 _TTL_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _TTL_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)

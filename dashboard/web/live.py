@@ -26,9 +26,11 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, render_template
 
-from dashboard.stores.base import Entry, EntryPage, KeyValueProvider, now_ms
+from dashboard.stores.base import KeyValueProvider
 from dashboard.stores.changes import ChangeEvent, ChangeStream
+from dashboard.stores.entries import Entry, now_ms
 from dashboard.stores.errors import HistoryGone, NotFound, ProviderError
+from dashboard.stores.pages import EntryPage
 from dashboard.web import lifecycle
 
 #: a keepalive comment at least this often: a gone browser is noticed this fast

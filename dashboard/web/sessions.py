@@ -35,7 +35,8 @@ from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from dashboard.settings.load import ConfigError, Settings, mask_url
+from dashboard.settings.errors import ConfigError, mask_url
+from dashboard.settings.model import Settings
 
 
 class ServerSession(CallbackDict, SessionMixin):

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 
-from dashboard.settings.load import ConfigError, Settings
+from dashboard.settings.errors import ConfigError
+from dashboard.settings.model import Settings
 
 #: werkzeug's ``generate_password_hash`` output: ``method$salt$hex digest``
 _HASH = re.compile(r"(?:pbkdf2:[a-z0-9_]+(?::\d+)?|scrypt(?::\d+){0,3})\$[^$\s]+\$[0-9a-f]+")

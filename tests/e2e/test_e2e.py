@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from tests.support.backends import start_backend
 from tests.support.live import log_in, serve_app
 from tests.support.webapp import make_app

@@ -7,7 +7,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from dashboard.stores.base import NO_TTL, TtlChange
+from dashboard.stores.mutations import NO_TTL, TtlChange
 from dashboard.web import live
 from tests.support.backends import start_backend
 from tests.support.live import log_in, serve_app

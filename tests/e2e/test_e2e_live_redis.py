@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from playwright.sync_api import expect
 
-from dashboard.stores.base import NO_TTL, TtlChange
+from dashboard.stores.mutations import NO_TTL, TtlChange
 from dashboard.stores.redis.provider import RedisProvider
 from tests.e2e.test_e2e_live import SHOWN_MS, connected
 from tests.support.live import log_in, serve_app

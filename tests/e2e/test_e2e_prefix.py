@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from tests.support.backends import Backend, start_backend
 from tests.support.live import serve_app
 from tests.support.prefix_proxy import prefix_proxy

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from dashboard.devstore import start_devstore
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 from dashboard.web.audit_journal import RedisJournal
 from tests.support.redis_server import RedisServer, free_port

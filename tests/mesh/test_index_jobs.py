@@ -17,7 +17,7 @@ import pytest
 from dashboard import mesh
 from dashboard.devstore import start_devstore
 from dashboard.mesh import drift
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 from tests.support.webapp import csrf_token, login, make_app
 

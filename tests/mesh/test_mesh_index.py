@@ -19,8 +19,9 @@ import pytest
 from dashboard import mesh
 from dashboard.mesh.seed import seed
 from dashboard.settings.load import load_settings
-from dashboard.stores.base import NO_TTL, KeyValueProvider
+from dashboard.stores.base import KeyValueProvider
 from dashboard.stores.errors import Conflict
+from dashboard.stores.mutations import NO_TTL
 from tests.support.backends import Backend, start_backend
 
 STORES = ["devstore", "devstore-legacy", "devstore-nolisting", "redis"]

@@ -10,8 +10,8 @@ import pytest
 from dashboard.mesh import transfer
 from dashboard.mesh.transfer import jsonl
 from dashboard.settings.load import load_settings
-from dashboard.stores.base import NO_TTL, TtlChange
 from dashboard.stores.errors import Unavailable
+from dashboard.stores.mutations import NO_TTL, TtlChange
 from tests.support.backends import settings_for, start_backend
 
 BACKENDS = ["devstore", "devstore-legacy", "redis"]
@@ -274,7 +274,7 @@ def test_imported_keys_join_their_service_index(prefix):
 
 
 def test_the_line_format_is_exact_for_odd_text():
-    from dashboard.stores.base import Dumped
+    from dashboard.stores.entries import Dumped
 
     lone = Dumped(key="svc:\udcff", value="bad \ud800 surrogate", ttl_ms=5, expires_at_ms=99)
     line = jsonl.encode_line(lone)

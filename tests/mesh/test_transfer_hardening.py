@@ -14,7 +14,8 @@ import pytest
 from dashboard.mesh import transfer
 from dashboard.mesh.transfer import jsonl
 from dashboard.mesh.transfer.jsonl import MAX_EXPIRES_AT_MS
-from dashboard.stores.base import NO_TTL, Dumped
+from dashboard.stores.entries import Dumped
+from dashboard.stores.mutations import NO_TTL
 from dashboard.web.views.transfer import claim
 from tests.support.backends import settings_for, start_backend
 from tests.support.webapp import csrf_token, login, make_app

@@ -17,8 +17,8 @@ from dashboard import mesh
 from dashboard.devstore import start_devstore
 from dashboard.mesh import writes
 from dashboard.settings.load import load_settings
-from dashboard.stores.base import NO_TTL, TtlChange
 from dashboard.stores.errors import Conflict
+from dashboard.stores.mutations import NO_TTL, TtlChange
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 
 HOUR = TtlChange.set(3_600_000)

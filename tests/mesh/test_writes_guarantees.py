@@ -20,7 +20,7 @@ import pytest
 from dashboard.devstore import start_devstore
 from dashboard.mesh import writes
 from dashboard.settings.load import load_settings
-from dashboard.stores.base import NO_TTL, Compare, TxnOp
+from dashboard.stores.mutations import NO_TTL, Compare, TxnOp
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 
 

@@ -19,8 +19,8 @@ from dashboard import mesh
 from dashboard.devstore import start_devstore
 from dashboard.mesh import writes
 from dashboard.settings.load import load_settings
-from dashboard.stores.base import NO_TTL
 from dashboard.stores.errors import WriteUnknown
+from dashboard.stores.mutations import NO_TTL
 from dashboard.stores.redis.provider import RedisProvider
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 from tests.support.redis_server import RedisServer

@@ -8,17 +8,11 @@ from dataclasses import replace
 import pytest
 
 from dashboard.mesh import index_key_resolver
-from dashboard.settings.load import (
-    PROVIDER_MEMBERS,
-    ConfigError,
-    RedisSettings,
-    ServiceSettings,
-    dotnet_enum_try_parse,
-    load_settings,
-    mask_connection_string,
-    parse_redis_connection_string,
-    service_prefix,
-)
+from dashboard.settings.dotnet import PROVIDER_MEMBERS, dotnet_enum_try_parse, service_prefix
+from dashboard.settings.errors import ConfigError, mask_connection_string
+from dashboard.settings.load import load_settings
+from dashboard.settings.model import ServiceSettings
+from dashboard.settings.redis_connection import RedisSettings, parse_redis_connection_string
 
 
 def write(tmp_path, data, name="appsettings.json"):

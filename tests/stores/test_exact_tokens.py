@@ -17,8 +17,9 @@ import pytest
 from dashboard.mesh import transfer
 from dashboard.mesh.transfer import jsonl
 from dashboard.settings.load import load_settings
-from dashboard.stores.base import NO_TTL, UNVERIFIED, Dumped, content_token
+from dashboard.stores.entries import UNVERIFIED, Dumped, content_token
 from dashboard.stores.errors import Conflict
+from dashboard.stores.mutations import NO_TTL
 from dashboard.stores.redis import digest as redis_digest
 from dashboard.stores.redis.types import read_exact
 from tests.support.backends import start_backend

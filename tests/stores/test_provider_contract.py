@@ -12,8 +12,9 @@ import json
 
 import pytest
 
-from dashboard.stores.base import KEEP_TTL, NO_TTL, Entry, TtlChange
+from dashboard.stores.entries import Entry
 from dashboard.stores.errors import Conflict, InvalidRequest, NotFound, Unsupported
+from dashboard.stores.mutations import KEEP_TTL, NO_TTL, TtlChange
 
 ODD_KEYS = ["a/b", "a%2Fb", "a?b#c", "../x", "sp ace", "ünï:cødé", "x:y:z", "tab\there", "Ω/%20"]
 HOUR_MS = 3_600_000

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import pytest
 from redis.cluster import RedisCluster
 
-from dashboard.settings.load import Settings
+from dashboard.settings.model import Settings
 from dashboard.settings.redis_connection import parse_redis_connection_string
 from dashboard.stores import errors, make_provider
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from dashboard.stores.redis.provider import RedisProvider
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_server import free_port

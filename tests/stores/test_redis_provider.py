@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from dashboard.stores import errors
-from dashboard.stores.base import KEEP_TTL, NO_TTL, TtlChange, now_ms
+from dashboard.stores.entries import now_ms
+from dashboard.stores.mutations import KEEP_TTL, NO_TTL, TtlChange
 from dashboard.stores.redis.provider import RedisProvider, glob_escape
 from tests.support.redis_server import RedisServer, free_port
 
@@ -93,7 +94,7 @@ def test_standalone_server_is_detected_and_keeps_the_s_cursor(
 
 
 def test_connection_string_endpoints_reach_the_provider(server: RedisServer) -> None:
-    from dashboard.settings.load import Settings
+    from dashboard.settings.model import Settings
     from dashboard.settings.redis_connection import parse_redis_connection_string
     from dashboard.stores import make_provider
 

@@ -16,7 +16,8 @@ import pytest
 
 from dashboard.devstore import start_devstore
 from dashboard.stores import errors
-from dashboard.stores.base import NO_TTL, TtlChange, content_token
+from dashboard.stores.entries import content_token
+from dashboard.stores.mutations import NO_TTL, TtlChange
 from dashboard.stores.toskastore.provider import ToskaStoreProvider, default_index_key_for
 from tests.support.other_servers import HTML_PAGE, Background, answering_everything
 

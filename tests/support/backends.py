@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard.settings.load import load_settings
-from dashboard.stores.base import NO_TTL, KeyValueProvider, TtlChange
+from dashboard.stores.base import KeyValueProvider
+from dashboard.stores.mutations import NO_TTL, TtlChange
 
 BACKEND_NAMES = [
     "devstore", "devstore-0.9.1", "devstore-legacy", "devstore-nolisting", "redis",

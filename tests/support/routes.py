@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from dashboard import mesh
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from tests.support.backends import Backend
 from tests.support.webapp import csrf_token, login, make_app
 

@@ -18,8 +18,8 @@ import html
 
 import pytest
 
-from dashboard.stores.base import NO_TTL
 from dashboard.stores.errors import InvalidRequest
+from dashboard.stores.mutations import NO_TTL
 from dashboard.web import forms
 from tests.support.backends import start_backend
 from tests.support.routes import ROUTES, Scene, collected_routes, operator_client, route_id

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 from markupsafe import Markup
 
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from dashboard.web.formatting import show_key
 from tests.support.backends import start_backend
 from tests.support.webapp import login, make_app, post_form
@@ -213,7 +213,7 @@ def test_services_and_index_pages_are_escaped(editor, store):
 
 def test_browse_and_mget_rows_wrap_long_keys_at_colons_and_slashes():
     """A long key breaks after its ':' and '/' (<wbr>), hidden characters still escaped."""
-    from dashboard.stores.base import Entry
+    from dashboard.stores.entries import Entry
     from dashboard.web.formatting import key_rows, mget_rows
 
     with start_backend("devstore") as backend:

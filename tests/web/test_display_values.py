@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from markupsafe import Markup
 
 from dashboard.mesh import meshjson
-from dashboard.stores.base import NO_TTL, Entry
+from dashboard.stores.entries import Entry
+from dashboard.stores.mutations import NO_TTL
 from dashboard.web.formatting import pretty_content, preview, show_key, show_value
 from dashboard.web.views.keys import json_view
 from tests.support.backends import start_backend

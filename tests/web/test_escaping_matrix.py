@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from tests.support.backends import start_backend
 from tests.support.routes import collected_routes, operator_client, store_snapshot, token_for
 from tests.support.webapp import make_app

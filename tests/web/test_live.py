@@ -13,7 +13,7 @@ import pytest
 
 from dashboard.devstore import DevStore, start_devstore
 from dashboard.stores import errors
-from dashboard.stores.base import NO_TTL, TtlChange
+from dashboard.stores.mutations import NO_TTL, TtlChange
 from dashboard.stores.redis.provider import RedisProvider
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 from dashboard.stores.toskastore.watch import WatchStream

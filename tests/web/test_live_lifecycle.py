@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from dashboard.web import live
 from dashboard.web.auth import Operator
 from tests.support.backends import start_backend

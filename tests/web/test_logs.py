@@ -9,8 +9,9 @@ import logging
 import pytest
 
 from dashboard.devstore import start_devstore
-from dashboard.settings.load import ConfigError, load_settings
-from dashboard.stores.base import NO_TTL
+from dashboard.settings.errors import ConfigError
+from dashboard.settings.load import load_settings
+from dashboard.stores.mutations import NO_TTL
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 from tests.support.webapp import login, make_app, post_form
 

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.devstore import start_devstore
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 from dashboard.web.metrics import MeteredProvider
 from tests.support.redis_server import free_port

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from dashboard.stores.base import Entry
+from dashboard.stores.entries import Entry
 from dashboard.web.views.mget import csv_cell, to_csv
 from tests.support.backends import start_backend
 from tests.support.webapp import login, make_app, post_form

@@ -19,7 +19,7 @@ import time
 import pytest
 from flask import request_started
 
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from tests.support.clock import Clock
 from tests.support.webapp import login, make_app, post_form
 

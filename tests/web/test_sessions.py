@@ -8,7 +8,8 @@ import tempfile
 import pytest
 from werkzeug.security import generate_password_hash
 
-from dashboard.settings.load import ConfigError, load_settings
+from dashboard.settings.errors import ConfigError
+from dashboard.settings.load import load_settings
 from dashboard.web.app import create_app
 from tests.support.clock import Clock
 from tests.support.redis_server import RedisServer

@@ -10,7 +10,8 @@ import re
 import pytest
 
 from dashboard.devstore import start_devstore
-from dashboard.settings.load import ConfigError, load_settings
+from dashboard.settings.errors import ConfigError
+from dashboard.settings.load import load_settings
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 from tests.support.webapp import login, make_app
 

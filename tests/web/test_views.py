@@ -9,8 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
-from dashboard.stores.base import NO_TTL
 from dashboard.stores.errors import NotFound
+from dashboard.stores.mutations import NO_TTL
 from tests.support.backends import start_backend
 from tests.support.webapp import csrf_token, login, make_app, post_form
 

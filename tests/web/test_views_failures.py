@@ -14,7 +14,8 @@ import pytest
 import redis as redis_lib
 
 from dashboard.devstore import start_devstore
-from dashboard.settings.load import ConfigError, load_settings
+from dashboard.settings.errors import ConfigError
+from dashboard.settings.load import load_settings
 from dashboard.stores.redis.provider import RedisProvider
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 from dashboard.web.app import create_app

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from dashboard.stores.base import NO_TTL
+from dashboard.stores.mutations import NO_TTL
 from tests.support.backends import start_backend
 from tests.support.webapp import login, make_app, post_form
 

@@ -1,25 +1,26 @@
 """Export and import of a prefix with TTLs, shared by the web (``views/transfer.py``) and the
-CLI (``cli_transfer.py``).
+CLI (``cli/transfer.py``).
 
 - ``jsonl``: the file format (one JSON object per key, exact for every key and value);
 - ``export``: a prefix's keys, page by page (``provider.dump``), as lines;
-- ``importing``: parse a file, plan it against the store, apply the plan.
+- an import, in three steps, one module each:
+  - ``import_file``: read a file (``parse``), every line checked, nothing else read;
+  - ``import_plan``: plan it against the store (``make_plan``, ``restore_plan``): modes,
+    TTL rules, refusals;
+  - ``import_apply``: apply the plan (``apply``): the writes, the service indexes, the
+    audit hooks.
 """
 
 from dashboard.mesh.transfer.export import ExportStats, export_lines, file_name
-from dashboard.mesh.transfer.importing import (
+from dashboard.mesh.transfer.import_apply import ImportResult, apply
+from dashboard.mesh.transfer.import_file import ParsedFile, TooBig, parse, size_words
+from dashboard.mesh.transfer.import_plan import (
     MODES,
     TTL_POLICIES,
-    ImportResult,
-    ParsedFile,
     Plan,
     PlannedKey,
-    TooBig,
-    apply,
     make_plan,
-    parse,
     restore_plan,
-    size_words,
 )
 from dashboard.mesh.transfer.jsonl import (
     Incomplete,

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dashboard.mesh.text import has_surrogates
-from dashboard.stores.base import Dumped
+from dashboard.stores.entries import Dumped
 
 #: Redis types an export may hold beside strings
 COLLECTIONS = ("hash", "list", "set", "zset", "stream")

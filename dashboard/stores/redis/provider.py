@@ -38,20 +38,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from dashboard.stores import errors
-from dashboard.stores.base import (
-    KEEP_TTL,
-    Capabilities,
-    Entry,
-    EntryPage,
-    KeyPage,
-    KeyValueProvider,
-    StoreInfo,
-    TtlChange,
-)
+from dashboard.stores.base import Capabilities, KeyValueProvider, StoreInfo
+from dashboard.stores.entries import Entry
+from dashboard.stores.mutations import KEEP_TTL, TtlChange
+from dashboard.stores.pages import EntryPage, KeyPage
 from dashboard.stores.redis.connect import RedisConnection, show_endpoint
 from dashboard.stores.redis.listing import RedisListing, glob_escape
 from dashboard.stores.redis.reads import PREVIEW_ELEMENTS, RedisReads, key_text
-from dashboard.stores.redis.writes import _AGAIN, RedisWrites
+from dashboard.stores.redis.writes import RedisWrites
 
 __all__ = ["PREVIEW_ELEMENTS", "RedisProvider", "glob_escape"]
 
@@ -231,15 +225,9 @@ class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyV
         with self._translate(key, write=True):
             if create_only:
                 return self._create(key, raw_key, raw_value, ttl)
-            written = self._conditional(
-                lambda: self._replace(key, raw_key, raw_value, ttl, expected))
-            if written is not _AGAIN:
-                return written
-            current = self._read_one(raw_key)
-        raise errors.Conflict(
-            f"key {key!r} kept changing while being written; nothing was written",
-            store=self.name, key=key, current=current,
-        )
+            return self._conditional(
+                key, raw_key, lambda: self._replace(key, raw_key, raw_value, ttl, expected),
+                doing="written", undone="written")
 
     def delete(self, key: str, *, expected: str | None = None) -> bool:
         """Delete a key (only if it still matches ``expected``); False if it was already gone."""
@@ -247,14 +235,8 @@ class RedisProvider(RedisConnection, RedisListing, RedisReads, RedisWrites, KeyV
         with self._translate(key, write=True):
             if expected is None:
                 return bool(self._redis.delete(raw_key))
-            deleted = self._conditional(lambda: self._delete_if(key, raw_key, expected))
-            if deleted is not _AGAIN:
-                return deleted
-            current = self._read_one(raw_key)
-        raise errors.Conflict(
-            f"key {key!r} kept changing while being deleted; nothing was deleted",
-            store=self.name, key=key, current=current,
-        )
+            return self._conditional(key, raw_key, lambda: self._delete_if(key, raw_key, expected),
+                                     doing="deleted", undone="deleted")
 
     def info(self) -> StoreInfo:
         """PING and INFO (server, memory, keyspace, replication) in one round trip.

@@ -26,7 +26,7 @@ from typing import Any
 from redis import exceptions as rx
 
 from dashboard.stores import errors
-from dashboard.stores.base import Entry, now_ms
+from dashboard.stores.entries import Entry, now_ms
 from dashboard.stores.redis import digest as redis_digest
 
 #: elements shown for a hash, list, set, zset or stream

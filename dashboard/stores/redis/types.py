@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from dashboard.stores import errors
-from dashboard.stores.base import Dumped, DumpPage, Entry, content_token, now_ms
+from dashboard.stores.entries import Dumped, Entry, content_token, now_ms
+from dashboard.stores.pages import DumpPage
 from dashboard.stores.redis.reads import _is_wrongtype, _raise_if_error, _text, key_text, string_value
 
 #: how often a key that changes type under the read is read again
@@ -160,8 +161,6 @@ def restore(
     expected: str | None,
 ) -> Entry:
     """Write ``item`` whole (any type, exact bytes), compared while WATCHed."""
-    from dashboard.stores.redis.writes import _AGAIN
-
     if item.type not in TYPES:
         raise errors.Unsupported(f"a Redis {item.type} cannot be imported", store=provider.name,
                                  key=item.key)
@@ -198,12 +197,8 @@ def restore(
                      content_token(item.type, members=item.members))
 
     with provider._translate(item.key, write=True):
-        written = provider._conditional(attempt)
-        if written is not _AGAIN:
-            return written
-        current = provider._read_one(raw_key)
-    raise errors.Conflict(f"key {item.key!r} kept changing while being imported; nothing was "
-                          "written", store=provider.name, key=item.key, current=current)
+        return provider._conditional(item.key, raw_key, attempt, doing="imported",
+                                     undone="written")
 
 
 __all__ = ["TYPES", "dump_page", "read_exact", "restore"]

@@ -22,7 +22,8 @@ from typing import Any
 from redis import exceptions as rx
 
 from dashboard.stores import errors
-from dashboard.stores.base import UNVERIFIED, Entry, TtlChange, now_ms
+from dashboard.stores.entries import UNVERIFIED, Entry, now_ms
+from dashboard.stores.mutations import TtlChange
 from dashboard.stores.redis import digest as redis_digest
 from dashboard.stores.redis.reads import _text
 
@@ -53,8 +54,10 @@ class RedisWrites:
             )
         return self._entry(raw_key, pttl, now_ms(), value=_text(raw_value))  # type: ignore[attr-defined]
 
-    def _conditional(self, attempt: Any) -> Any:
-        """Run ``attempt()`` up to ``ATTEMPTS`` times; the ``_Again`` marker when none ended.
+    def _conditional(self, key: str, raw_key: bytes, attempt: Any, *, doing: str,
+                     undone: str) -> Any:
+        """Run ``attempt()`` up to ``ATTEMPTS`` times; ``Conflict`` (with the key as it is
+        now) when every attempt met a concurrent change.
 
         A WatchError means the key changed between our read and EXEC: compare again with
         a fresh read (a change that kept the token, the same value rewritten, may pass).
@@ -69,7 +72,9 @@ class RedisWrites:
                     raise
                 self._refresh_topology()  # type: ignore[attr-defined]
                 continue
-        return _AGAIN
+        raise errors.Conflict(
+            f"key {key!r} kept changing while being {doing}; nothing was {undone}",
+            store=self.name, key=key, current=self._read_one(raw_key))  # type: ignore[attr-defined]
 
     def _watch_client(self, raw_key: bytes) -> Any:
         """The client whose connection WATCHes ``raw_key``: the key's primary on a cluster."""
@@ -139,9 +144,3 @@ class RedisWrites:
                 store=self.name, key=key, current=current,
             )
 
-
-class _Again:
-    """Marker: every attempt of a conditional write met a concurrent change."""
-
-
-_AGAIN = _Again()

@@ -16,7 +16,8 @@ import uuid
 from dataclasses import dataclass
 
 from dashboard.stores import errors
-from dashboard.stores.base import Capabilities, ListingSource
+from dashboard.stores.base import Capabilities
+from dashboard.stores.pages import ListingSource
 from dashboard.stores.toskastore.wire import query
 
 #: keys the capability probes address: never written, only asked about

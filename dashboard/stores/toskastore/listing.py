@@ -14,16 +14,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dashboard.stores import errors
-from dashboard.stores.base import (
-    Entry,
-    EntryPage,
-    KeyPage,
-    KeyValueProvider,
-    ListingSource,
-    SegmentListing,
-    now_ms,
-)
+from dashboard.stores.base import KeyValueProvider
 from dashboard.stores.budget import BudgetedPage, Unread, WorkBudget
+from dashboard.stores.entries import Entry, now_ms
+from dashboard.stores.pages import EntryPage, KeyPage, ListingSource, SegmentListing
 from dashboard.stores.toskastore.stream import parse_answer, read_answer, salvage_values, values_of
 from dashboard.stores.toskastore.wire import decode_local_cursor, encode_local_cursor, query
 

@@ -14,16 +14,9 @@ from dataclasses import replace
 from typing import Any
 
 from dashboard.stores import errors
-from dashboard.stores.base import (
-    KEEP_TTL,
-    Compare,
-    Entry,
-    StoreInfo,
-    TtlChange,
-    TxnOp,
-    TxnResult,
-    now_ms,
-)
+from dashboard.stores.base import StoreInfo
+from dashboard.stores.entries import Entry, now_ms
+from dashboard.stores.mutations import KEEP_TTL, Compare, TtlChange, TxnOp, TxnResult
 from dashboard.stores.toskastore.wire import is_int
 
 _VERSION_TOKEN = re.compile(r"v([0-9]+)")

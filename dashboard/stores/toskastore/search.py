@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from dashboard.stores import search
-from dashboard.stores.base import Entry
 from dashboard.stores.budget import Unread, WorkBudget, browse_budget
+from dashboard.stores.entries import Entry
 
 #: values read per mget while searching values of a listing that arrived whole
 VALUE_BATCH = 250

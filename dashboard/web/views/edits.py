@@ -17,8 +17,9 @@ from dashboard import mesh
 from dashboard.mesh import audit as audit_trail
 from dashboard.mesh import meshjson, writes
 from dashboard.mesh.text import has_surrogates
-from dashboard.stores.base import KEEP_TTL, NO_TTL, Entry, TtlChange
+from dashboard.stores.entries import Entry
 from dashboard.stores.errors import Conflict, NotFound, WriteUnknown
+from dashboard.stores.mutations import KEEP_TTL, NO_TTL, TtlChange
 from dashboard.web import discovery, forms, metrics
 from dashboard.web.auth import editor_required
 from dashboard.web.current import provider

@@ -31,7 +31,7 @@ from flask import Blueprint, Response, current_app, render_template, request, ur
 from flask_login import current_user, login_required
 
 from dashboard import mesh
-from dashboard.stores.base import Entry
+from dashboard.stores.entries import Entry
 from dashboard.web.current import provider
 from dashboard.web.discovery import discovered
 from dashboard.web.htmx import is_htmx

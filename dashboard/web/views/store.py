@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, render_template
 from flask_login import login_required
 
-from dashboard.settings.load import MASK, mask_connection_string, mask_url
+from dashboard.settings.errors import MASK, mask_connection_string, mask_url
 from dashboard.stores.base import Capabilities, KeyValueProvider, StoreInfo
 from dashboard.stores.errors import NotFound, ProviderError, Unavailable
 from dashboard.web.current import provider

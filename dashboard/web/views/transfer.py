@@ -14,7 +14,7 @@ by gunicorn's workers, and by replicas with a Redis) under a random id, for an h
 shows exactly which keys were written. The confirmation claims the upload first, with an
 atomic add in that same storage: a second confirmation of the same plan (a double click,
 another replica) answers 409 "already being applied" and writes nothing. See
-``transfer.importing``.
+``transfer.import_plan`` and ``transfer.import_apply``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from flask_login import current_user, login_required
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from dashboard.mesh import transfer
-from dashboard.mesh.transfer.importing import audit_hooks
+from dashboard.mesh.transfer.import_apply import audit_hooks
 from dashboard.stores.base import KeyValueProvider
 from dashboard.web import discovery, jobs
 from dashboard.web.auth import editor_required
