@@ -38,6 +38,10 @@ def parse_ttl(text: str) -> int:
 
 
 
+#: what every page and download says of a TTL the store cannot report (0.8, v0.9.1)
+TTL_UNKNOWN = "unknown: this store does not report TTLs"
+
+
 def ttl_attr(entry: Entry) -> str:
     """The ``data-ttl-ms`` attribute: remaining ms, ``none`` or ``unknown``."""
     if not entry.ttl_known:
@@ -45,12 +49,21 @@ def ttl_attr(entry: Entry) -> str:
     return "none" if entry.ttl_ms is None else str(entry.ttl_ms)
 
 
+def ttl_text(ttl_ms: int | None, *, known: bool = True) -> str:
+    """A TTL in the one wording every page and download uses: ``no expiry``, ``expires in
+    1d 2h``, ``unknown: this store does not report TTLs`` or ``expired``."""
+    if not known:
+        return TTL_UNKNOWN
+    if ttl_ms is None:
+        return "no expiry"
+    if ttl_ms <= 0:
+        return "expired"
+    return "expires in " + human_duration(ttl_ms)
+
+
 def ttl_label(entry: Entry) -> str:
-    if not entry.ttl_known:
-        return "unknown"
-    return "no expiry" if entry.ttl_ms is None else human_duration(entry.ttl_ms)
-
-
+    """``entry``'s TTL in words (``ttl_text``)."""
+    return ttl_text(entry.ttl_ms, known=entry.ttl_known)
 
 
 # --- showing text that may hide or reorder characters ----------------------------------
@@ -286,12 +299,7 @@ def mget_rows(env, rows: Iterable[tuple[str, Entry | None]]) -> Markup:
                    '      <td class="preview"></td><td class="ttl">—</td><td class="size"></td>\n'
                    "    </tr>")
             continue
-        if entry.ttl_known:
-            ttl = ('<td class="ttl" data-ttl-ms="' + ttl_attr(entry) + '">' + ttl_label(entry)
-                   + "</td>\n      ")
-        else:
-            ttl = ('<td class="ttl" data-ttl-ms="unknown" title="this store reports no TTLs in '
-                   'bulk lookups">—</td>')
+        ttl = '<td class="ttl" data-ttl-ms="' + ttl_attr(entry) + '">' + ttl_label(entry) + "</td>"
         append('\n    <tr data-testid="mget-row" data-key="' + data_key + '" data-found="true">\n'
                '      <td class="key"><a href="' + link + '">' + shown + "</a></td>\n"
                '      <td class="found"><span class="badge">found</span></td>\n'

@@ -141,7 +141,7 @@ def test_current_server_is_detected_with_range_listing(serve, connect):
     caps = provider.capabilities()
     assert (caps.listing, caps.ordered, caps.versions, caps.ttl_visible, caps.atomic_cas) == (
         "range", True, True, True, True)
-    assert caps.watch and caps.key_listing and not caps.mget_ttl and not caps.non_string_types
+    assert caps.watch and caps.key_listing and caps.mget_ttl and not caps.non_string_types
     info = provider.info()
     assert info.kind == "toskastore" and info.healthy and info.generation == "current"
     assert isinstance(info.stats, dict) and info.stats
@@ -573,8 +573,14 @@ def test_mget_batches(serve, connect):
     provider.capabilities()  # detection's requests are not what is counted
     log = record_requests(provider)
     got = provider.mget(keys)
-    assert log == [("POST", b"/kv/mget")] * 5
+    assert [entry for entry in log if entry[0] == "POST"] == [("POST", b"/kv/mget")] * 5
+    # their TTLs: adjacent keys come from a few range listings with metadata, no values
+    listings = [path for method, path in log if method == "GET"]
+    assert len(log) == 5 + len(listings) and len(listings) <= 4
+    assert all(path.startswith(b"/kv?") and b"include_metadata=true" in path
+               and b"include_values" not in path for path in listings)
     assert list(got) == keys and all(e is not None and e.value == "v" for e in got.values())
+    assert all(e.ttl_known and e.ttl_ms is None and e.version == 1 for e in got.values())
 
 
 def test_mget_keeps_input_order_and_drops_duplicates(serve, connect):
@@ -585,10 +591,82 @@ def test_mget_keeps_input_order_and_drops_duplicates(serve, connect):
     provider.capabilities()
     log = record_requests(provider)
     got = provider.mget(["b", "absent", "a", "b"])
-    assert len(log) == 2
+    assert [method for method, _ in log] == ["GET", "POST", "POST"]  # metadata, 2 batches
     assert list(got) == ["b", "absent", "a"]
     assert got["absent"] is None and got["a"].value == "A"
-    assert not got["b"].ttl_known and got["b"].version is None
+    assert got["b"].ttl_known and 0 < got["b"].ttl_ms <= 60_000 and got["b"].version == 1
+    assert got["a"].ttl_known and got["a"].ttl_ms is None
+
+
+# issue 17 item 2: main's POST /kv/mget answers values only; TTLs come from its listing
+
+def test_mget_on_main_reports_the_ttls_and_versions_the_key_page_reads(serve, connect):
+    server = serve()
+    day = 86_400_000
+    server.store.put("svc:long", "1", ttl_ms=12 * day)
+    server.store.put("svc:plain", "2")
+    for n in range(300):  # keys between them: the wanted keys are scattered
+        server.store.put(f"svc:m:{n:04d}", "x")
+    provider = connect(server.url)
+    got = provider.mget(["svc:plain", "svc:absent", "svc:long"])
+    read = provider.get("svc:long")
+    assert got["svc:long"].ttl_known and abs(got["svc:long"].ttl_ms - read.ttl_ms) < 5_000
+    assert got["svc:long"].expires_at_ms == read.expires_at_ms
+    assert got["svc:long"].version == read.version == 1
+    assert got["svc:plain"].ttl_known and got["svc:plain"].ttl_ms is None
+    assert got["svc:absent"] is None
+    assert provider.capabilities().mget_ttl
+
+
+def test_mget_metadata_of_scattered_keys_costs_small_listings_not_values(serve, connect):
+    server = serve()
+    keys = [f"s:{n:05d}" for n in range(3_000)]
+    for key in keys:
+        server.store.put(key, "v" * 2_000, ttl_ms=3_600_000)
+    provider = connect(server.url)
+    provider.capabilities()
+    wanted = keys[::97]  # 31 keys, 96 others between each two
+    sizes: list[int] = []
+    provider._client.event_hooks["response"].append(
+        lambda response: sizes.append(int(response.headers.get("content-length") or 0))
+        if response.request.method == "GET" else None)
+    got = provider.mget(wanted)
+    assert all(got[k].ttl_known and 0 < got[k].ttl_ms <= 3_600_000 for k in wanted)
+    # one listing per walk at first, then two items a request: bounded, and no value travels
+    assert len(sizes) <= len(wanted) + 4 and sum(sizes) < 300_000
+
+
+def test_mget_reports_ttls_on_main_and_says_unknown_where_the_release_cannot(serve, connect):
+    for release in ("main", "0.9.1", "0.8"):
+        server = serve(release=release)
+        server.store.put("svc:a", "1", ttl_ms=60_000)
+        provider = connect(server.url)
+        provider.capabilities()  # detection probes the range API once: not counted
+        log = record_requests(provider)
+        got = provider.mget(["svc:a"])
+        listed = [path for method, path in log if path.startswith(b"/kv?")]
+        if release == "main":
+            assert got["svc:a"].ttl_known and 0 < got["svc:a"].ttl_ms <= 60_000
+            assert provider.capabilities().mget_ttl and len(listed) == 1
+        else:  # 0.8 and v0.9.1 cannot report TTLs: nothing more is asked of them
+            assert not got["svc:a"].ttl_known and not provider.capabilities().mget_ttl
+            assert listed == []
+
+
+def test_a_key_search_reports_its_hits_ttls_charged_to_its_budget(serve, connect):
+    server = serve()
+    server.store.put("svc:a:1", "1", ttl_ms=3_600_000)
+    server.store.put("svc:a:2", "2")
+    server.store.put("svc:b:1", "3", ttl_ms=60_000)
+    provider = connect(server.url)
+    from tests.support.byte_count import count_bytes
+
+    provider.capabilities()  # detection's answers are not the search's
+    counter = count_bytes(provider)
+    page = provider.scan_matching("svc:", "*:1", limit=100).rows()
+    assert [e.key for e in page.entries] == ["svc:a:1", "svc:b:1"]
+    assert all(e.ttl_known and 0 < e.ttl_ms <= 3_600_000 for e in page.entries)
+    assert page.bytes_read == counter.received  # the metadata listing is charged too
 
 
 def test_mget_of_nothing_sends_nothing(serve, connect):

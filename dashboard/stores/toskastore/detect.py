@@ -177,7 +177,9 @@ class DetectionMixin:
         versions = bool(server.metadata or server.conditions)
         return Capabilities(
             listing=server.listing, ordered=True, versions=versions, ttl_visible=versions,
-            atomic_cas=bool(server.conditions), mget_ttl=False, non_string_types=False,
+            atomic_cas=bool(server.conditions),
+            # main's mget answers values only; their TTLs come from its range listing
+            mget_ttl=versions and server.listing == "range", non_string_types=False,
             watch=bool(server.watch),
             transactions=bool(server.transactions), leases=versions and bool(server.conditions),
         )

@@ -18,6 +18,7 @@ from dashboard.stores.base import KeyValueProvider
 from dashboard.stores.budget import BudgetedPage, Unread, WorkBudget
 from dashboard.stores.entries import Entry, now_ms
 from dashboard.stores.pages import EntryPage, KeyPage, ListingSource, SegmentListing
+from dashboard.stores.toskastore.metadata import listed_metadata, lists_metadata
 from dashboard.stores.toskastore.stream import parse_answer, read_answer, salvage_values, values_of
 from dashboard.stores.toskastore.wire import decode_local_cursor, encode_local_cursor, query
 
@@ -305,7 +306,10 @@ class ListingMixin:
         a run of keys in order. Keys that no longer exist, and those up to ``work.after``
         (examined by an earlier step), drop out. ``meta`` maps keys to
         the metadata their listing gave (TTL, version), for display: a write reads again.
+        Without ``meta`` (a key search's hits), a server that lists metadata (main) is asked
+        for that of the values read, through ``work`` too (``metadata.listed_metadata``).
         """
+        fill = meta is None and lists_metadata(self)
         meta = meta or {}
         keys = [key for key in keys if work.wanted(key)]
         result: list[Entry | Unread] = []
@@ -342,4 +346,9 @@ class ListingMixin:
                                          len(start_text.encode("utf-8", "surrogatepass"))))
                 else:
                     result.append(Unread(key))
+        if fill:
+            listed = listed_metadata(self, [i.key for i in result if isinstance(i, Entry)], work)
+            result = [self._entry({"value": i.value, "metadata": listed[i.key]}, i.key,
+                                  what="mget", now=now)
+                      if isinstance(i, Entry) and i.key in listed else i for i in result]
         return result

@@ -17,11 +17,14 @@ from dashboard.stores import errors
 from dashboard.stores.base import StoreInfo
 from dashboard.stores.entries import Entry, now_ms
 from dashboard.stores.mutations import KEEP_TTL, Compare, TtlChange, TxnOp, TxnResult
+from dashboard.stores.toskastore.metadata import listed_metadata, lists_metadata
 from dashboard.stores.toskastore.wire import is_int
 
 _VERSION_TOKEN = re.compile(r"v([0-9]+)")
 #: how often a write is retried when only a lease keepalive moved the key's version
 _ATTEMPTS = 4
+#: keys an mget reads one by one when they appeared after its metadata listing
+LATE_READS = 100
 
 
 class _KeepaliveRaced(Exception):
@@ -116,14 +119,19 @@ class OperationsMixin:
         return self.get(key).exact_bytes
 
     def mget(self, keys: Sequence[str], *, exact: bool = False) -> dict[str, Entry | None]:
-        """Values of many keys, ``mget_batch`` keys per request; TTLs are not reported.
-
-        Text values are exact: ``exact`` changes nothing here.
+        """Values of many keys, ``mget_batch`` keys per request; TTLs where the server lists
+        metadata (main: ``metadata.listed_metadata``, read before the values, so a version
+        is never newer than the value it comes with: a write based on it conflicts rather
+        than overwrites). Text values are exact: ``exact`` changes nothing here.
         """
         unique = list(dict.fromkeys(keys))  # de-duplicate, keep input order
         result: dict[str, Entry | None] = {}
-        if unique:
-            self._detected()
+        if not unique:
+            return result
+        self._detected()
+        meta = listed_metadata(self, unique) if lists_metadata(self) else None
+        late: list[str] = []  # written between the listing and the values
+        now = now_ms()
         for start in range(0, len(unique), self._mget_batch):
             batch = unique[start:start + self._mget_batch]
             response = self._request("POST", "/kv/mget", json_body={"keys": batch})
@@ -136,10 +144,17 @@ class OperationsMixin:
                 value = found(key)
                 if value is None:
                     result[key] = None
-                elif isinstance(value, str):
-                    result[key] = Entry(key=key, value=value, ttl_ms=None, ttl_known=False)
-                else:
+                elif not isinstance(value, str):
                     raise self._bad(f"mget: value of {key!r} is not a string or null", key)
+                elif meta is not None and key in meta:
+                    result[key] = self._entry({"value": value, "metadata": meta[key]}, key,
+                                              what="mget", now=now)
+                else:
+                    result[key] = Entry(key=key, value=value, ttl_ms=None, ttl_known=False)
+                    if meta is not None:
+                        late.append(key)
+        for key in late[:LATE_READS]:  # a few: read whole, value and metadata together
+            result[key] = self._get_or_none(key)
         return result
 
     # ------------------------------------------------------------------ writes

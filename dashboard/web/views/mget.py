@@ -34,6 +34,7 @@ from dashboard import mesh
 from dashboard.stores.entries import Entry
 from dashboard.web.current import provider
 from dashboard.web.discovery import discovered
+from dashboard.web.formatting import ttl_label
 from dashboard.web.htmx import is_htmx
 
 bp = Blueprint("mget", __name__)
@@ -104,15 +105,16 @@ def service_choices(selected: str = "") -> list[tuple[str, str]]:
 
 
 def records(rows: Sequence[tuple[str, Entry | None]]) -> Iterator[dict[str, Any]]:
-    """One plain record per row, as the downloads carry them."""
+    """One plain record per row, as the downloads carry them; ``ttl`` is the TTL in the
+    words every page uses (``formatting.ttl_label``), None for a missing key."""
     for key, entry in rows:
         if entry is None:
             yield {"key": key, "found": False, "value": None, "ttl_ms": None,
-                   "ttl_known": False, "type": None}
+                   "ttl_known": False, "ttl": None, "type": None}
         else:
             yield {"key": key, "found": True, "value": entry.value,
                    "ttl_ms": entry.ttl_ms if entry.ttl_known else None,
-                   "ttl_known": entry.ttl_known, "type": entry.type}
+                   "ttl_known": entry.ttl_known, "ttl": ttl_label(entry), "type": entry.type}
 
 
 def _download(body: str, fmt: str) -> Response:
@@ -146,16 +148,19 @@ def csv_cell(text: str) -> str:
 
 
 def to_csv(rows: Sequence[tuple[str, Entry | None]]) -> str:
-    """The table as CSV; keys and values neutralised with ``csv_cell`` (JSON keeps them exact)."""
+    """The table as CSV; keys and values neutralised with ``csv_cell`` (JSON keeps them exact).
+
+    ``ttl_ms`` is empty both for "no expiry" and "unknown": the last column, ``ttl``, says
+    which, in the words of the page."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["key", "found", "value", "ttl_ms", "type"])
+    writer.writerow(["key", "found", "value", "ttl_ms", "type", "ttl"])
     for record in records(rows):
         writer.writerow([
             csv_cell(record["key"]), "true" if record["found"] else "false",
             "" if record["value"] is None else csv_cell(record["value"]),
             "" if record["ttl_ms"] is None else record["ttl_ms"],
-            csv_cell(record["type"] or ""),
+            csv_cell(record["type"] or ""), record["ttl"] or "",
         ])
     return out.getvalue()
 
