@@ -79,6 +79,36 @@
     banner.textContent = text;  // text only: nothing from the answer is parsed as HTML
   }
 
+  // A lazily loaded cell (a service's count) whose request got no answer: it says so and
+  // offers a retry, instead of "counting…" for ever.
+  function lazyFailed(elt, text) {
+    if (!elt || !elt.matches || !elt.matches("td.lazy") || !elt.getAttribute("hx-get")) { return; }
+    var state = elt.querySelector(".js-lazy-state");
+    if (!state) { return; }
+    state.textContent = "count failed: " + text + " ";
+    state.className = "error-text js-lazy-state";
+    elt.dataset.testid = "service-count-failed";
+    var retry = document.createElement("a");
+    retry.href = elt.getAttribute("hx-get");
+    retry.textContent = "retry";
+    retry.dataset.testid = "retry-count";
+    retry.addEventListener("click", function (click) {
+      click.preventDefault();
+      state.textContent = "counting… ";
+      state.className = "muted js-lazy-state";
+      htmx.ajax("GET", elt.getAttribute("hx-get"), {source: elt, target: elt, swap: "outerHTML"});
+    });
+    state.appendChild(retry);
+  }
+
+  document.addEventListener("htmx:sendError", function (event) {
+    lazyFailed(event.detail.elt, "the dashboard did not answer");
+  });
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    lazyFailed(event.detail.elt, "HTTP " + status);
+  });
+
   document.addEventListener("htmx:sendError", function () {
     show("The dashboard did not answer (it may be restarting, or the network dropped). " +
          "Nothing new is shown until it answers; pages that update themselves keep trying.");

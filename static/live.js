@@ -36,9 +36,24 @@
     return target && target.closest ? target.closest(".js-live-connector") : null;
   }
 
+  // The label and the banner say the same: "live" only while the dashboard's own stream
+  // from the store is open. The server says when that stream fails ("status" with the
+  // live-store-error banner) and when it is back ("status" with nothing).
+  var INTERRUPTED = "interrupted: reconnecting to the store…";
+
+  function storeStatusBox(c) {
+    return document.getElementById(c.dataset.mode === "follow" ? "follow-notice" : "live-status");
+  }
+
   document.addEventListener("htmx:sseOpen", function (event) {
     var c = connector(event.target);
-    if (c) { c.dataset.state = "open"; setState(c, "live"); }
+    if (!c) { return; }
+    c.dataset.state = "open";
+    c.dataset.store = "";
+    // a new connection: the server says again at once if the store is still away
+    var box = storeStatusBox(c);
+    if (box && box.querySelector('[data-testid="live-store-error"]')) { box.innerHTML = ""; }
+    setState(c, "live");
   });
   document.addEventListener("htmx:sseError", function (event) {
     var c = connector(event.target);
@@ -139,6 +154,11 @@
     var message = event.detail;
     var c = connector(event.target);
     if (!c || !message) { return; }
+    if (message.type === "status" && c.dataset.state !== "paused") {
+      var interrupted = String(message.data || "").indexOf('data-testid="live-store-error"') >= 0;
+      c.dataset.store = interrupted ? "interrupted" : "";
+      setState(c, interrupted ? INTERRUPTED : "live");
+    }
     if (c.dataset.mode === "key" && (message.type === "gone" || message.type === "changed")) {
       // kept on the connector too: a reload of #key-state still in flight must not undo it
       c.dataset.keyGone = message.type === "gone" ? "true" : "";

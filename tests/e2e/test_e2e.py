@@ -42,13 +42,52 @@ def test_login_open_service_and_page_through_keys(page):
     assert row.locator('[data-testid="service-index"]').get_attribute("data-indexed") == "true"
     row.get_by_role("link", name="shop").click()
     rows = page.locator('[data-testid="key-row"]')
-    assert rows.count() == 100
+    expect(rows).to_have_count(100)  # the click starts a navigation: wait for its rows
     for expected in (200, 263):  # 260 items, alice, the session and the __keys index
         page.click('[data-testid="next-page"]')
         expect(rows).to_have_count(expected)
     keys = [rows.nth(i).get_attribute("data-key") for i in range(rows.count())]
     assert len(keys) == len(set(keys)) == 263
     assert page.locator('[data-testid="next-page"]').count() == 0
+
+
+def test_a_reload_after_paging_shows_the_same_rows(page, browser, base_url):
+    """Issue 17 item 7: three "Next" then F5 shows the rows that were on screen."""
+    log_in(page)
+    page.goto("/browse?prefix=shop:&limit=50")
+    rows = page.locator('[data-testid="key-row"]')
+    expect(rows).to_have_count(50)
+    for expected in (100, 150, 200):
+        page.click('[data-testid="next-page"]')
+        expect(rows).to_have_count(expected)
+    page.wait_for_url(re.compile(r"from=150"))  # htmx replaced the address with the position
+    before = [rows.nth(i).get_attribute("data-key") for i in range(200)]
+    page.reload()
+    expect(rows).to_have_count(200)
+    assert [rows.nth(i).get_attribute("data-key") for i in range(200)] == before
+    expect(page.locator('[data-testid="restored"]')).to_contain_text("Keys 1–200")
+    page.click('[data-testid="next-page"]')  # and it goes on from there
+    expect(rows).to_have_count(250)
+    expect(page.locator('[data-testid="load-more"] [data-testid="rows-range"]')).to_have_text(
+        "· Keys 1–250 shown")
+
+    # without JavaScript, "Next" opens the page alone: which keys, and the way back
+    context = browser.new_context(base_url=base_url, java_script_enabled=False)
+    try:
+        plain = context.new_page()
+        log_in(plain)
+        plain.goto("/browse?prefix=shop:&limit=50")
+        plain.click('[data-testid="next-page"]')
+        expect(plain.locator('[data-testid="key-row"]')).to_have_count(50)
+        assert plain.locator('[data-testid="key-row"]').first.get_attribute(
+            "data-key") == before[50]
+        expect(plain.locator('[data-testid="page-range"]')).to_have_text(
+            "this page starts at key 51")
+        plain.click('[data-testid="first-page"]')
+        assert plain.locator('[data-testid="key-row"]').first.get_attribute(
+            "data-key") == before[0]
+    finally:
+        context.close()
 
 
 def test_filter_box_narrows_the_list(page):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from playwright.sync_api import expect
 
+from dashboard.stores.errors import Unavailable
 from dashboard.stores.mutations import NO_TTL, TtlChange
 from dashboard.web import live
 from tests.support.backends import start_backend
@@ -138,3 +140,65 @@ def test_a_hidden_key_page_frees_its_stream_and_catches_up_when_shown(page, stor
     expect(page.locator('[data-testid="value"]')).to_contain_text("while hidden",
                                                                   timeout=SHOWN_MS)
     expect(page.locator('[data-testid="live-notice"]')).to_contain_text("Changed")
+
+
+class _Flaky:
+    """The dev store's provider, whose change streams fail while ``down`` is set."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.down = threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def watch(self, prefix: str, since_revision=None):
+        if self.down.is_set():
+            raise Unavailable("connection refused (the test stopped the store)")
+        return _FlakyStream(self.inner.watch(prefix, since_revision), self.down)
+
+
+class _FlakyStream:
+    def __init__(self, inner, down: threading.Event) -> None:
+        self.inner, self.down = inner, down
+
+    @property
+    def revision(self):
+        return self.inner.revision
+
+    def next_event(self, timeout_s: float):
+        if self.down.wait(min(timeout_s, 0.2)):
+            raise Unavailable("connection reset (the test stopped the store)")
+        return self.inner.next_event(max(timeout_s - 0.2, 0.05))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_the_feeds_label_agrees_with_its_interrupted_banner(browser, store):
+    """Issue 17 item 8: the label never says "live" while the banner says "interrupted"."""
+    flaky = _Flaky(store.provider)
+    with serve_app(make_app(flaky)) as url:
+        context = browser.new_context(base_url=url)
+        try:
+            page = context.new_page()
+            page.set_default_timeout(10_000)
+            log_in(page)
+            page.goto("/live?prefix=live:flaky:")
+            page.wait_for_function(
+                "() => document.getElementById('live-connector').dataset.state === 'open'")
+            label = page.locator('[data-testid="live-state"]')
+            banner = page.locator('[data-testid="live-store-error"]')
+            expect(label).to_have_text("live")
+            flaky.down.set()
+            expect(banner).to_be_visible(timeout=SHOWN_MS)
+            expect(label).to_contain_text("interrupted")
+            expect(label).to_contain_text("reconnecting")
+            flaky.down.clear()
+            expect(banner).to_have_count(0, timeout=SHOWN_MS + 6_000)  # the reopen pauses
+            expect(label).to_have_text("live")
+            store.provider.put("live:flaky:after", "1", ttl=NO_TTL)
+            expect(page.locator('[data-testid="live-event"]')).to_have_count(1,
+                                                                          timeout=SHOWN_MS)
+        finally:
+            context.close()

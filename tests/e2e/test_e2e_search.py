@@ -85,7 +85,12 @@ def test_next_page_is_in_the_url_and_survives_a_reload(page):
     page.click('[data-testid="next-page"]')
     expect(rows).to_have_count(200)
     page.wait_for_url(re.compile(r"cursor="))
-    page.reload()
+    page.reload()  # what was on screen, read again from the start (issue 17 item 7)
+    expect(rows).to_have_count(200)
+    shown = keys_shown(page)
+    assert shown[0] == "shop:item:0000" and shown[100] == "shop:item:0100"
+    # the page alone (a shared link without the rows above it): its keys and the way back
+    page.goto(re.sub(r"&shown=\d+", "", page.url))
     shown = keys_shown(page)
     assert shown[0] == "shop:item:0100" and len(shown) == 100
     page.click('[data-testid="first-page"]')

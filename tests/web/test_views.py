@@ -172,6 +172,53 @@ def test_browse_pages_through_keys(editor, store):
     assert [len(page) for page in pages] == [50, 50, 30]
 
 
+def test_a_reload_after_paging_shows_what_was_on_screen(editor, store):
+    """Issue 17 item 7: "Next" three times, then F5: the URL the pages left in the address
+    bar shows every row that was on screen, or (too many to re-read) its own rows, which
+    keys they are ("keys 301-400") and a way back to the first page."""
+    keys = {f"reload:item:{i:04d}": str(i) for i in range(130)}
+    store.seed(keys)
+    everything = sorted(keys)
+    first = text(editor.get("/browse?prefix=reload:&limit=20"))
+    if next_page_url(first) is None:  # SCAN handed back everything at once
+        assert not store.provider.capabilities().ordered
+        return
+    shown, last, address = row_keys(first), first, ""
+    for _ in range(3):  # three "Next 20 keys", appended in place by htmx
+        more = editor.get(next_page_url(last), headers={"HX-Request": "true"})
+        last = text(more)
+        shown += row_keys(last)
+        address = more.headers["HX-Replace-Url"]  # what the address bar shows
+    assert "from=60" in address and "cursor=" in address
+    reloaded = text(editor.get(address))  # F5: a whole page at the address bar's URL
+    assert "<html" in reloaded
+    assert row_keys(reloaded) == shown and len(shown) == 80
+    if store.provider.capabilities().ordered:
+        assert shown == everything[:80]
+    assert 'data-testid="restored"' in reloaded and "Keys 1–80" in reloaded
+    # the next page continues from there, numbered
+    after = editor.get(next_page_url(reloaded), headers={"HX-Request": "true"})
+    assert not set(row_keys(text(after))) & set(shown)
+    assert 'data-first="1" data-last="100"' in text(after)
+
+    # a page without the rows above it on screen (a link opened in a new tab, no
+    # JavaScript): its own rows, which keys they are, and the way back
+    alone = re.sub(r"&shown=\d+", "", address)
+    single = text(editor.get(alone))
+    assert row_keys(single) == shown[60:]
+    assert 'data-testid="page-range" data-first="61"' in single
+    assert "keys 61–80" in single
+    back = re.search(r'href="([^"]+)" data-testid="first-page"', single)
+    assert back and "cursor" not in html.unescape(back.group(1))
+    # too far to re-read: the same, never thousands of keys read again
+    far = re.sub(r"from=\d+", "from=900", address).replace("shown=60", "shown=900")
+    page = text(editor.get(far))
+    assert row_keys(page) == shown[60:] and "this page starts at key 901" in page
+    # a cursor from before positions were kept says so
+    old = re.sub(r"&(from|shown)=\d+", "", address)
+    assert "its position in the listing is not known" in text(editor.get(old))
+
+
 def test_browse_filter_partial_and_folders(editor, store):
     store.seed({"fold:profile:a": "1", "fold:profile:b": "2", "fold:session:1": "3", "fold:top": "4"})
     partial = text(editor.get("/browse?prefix=fold:prof", headers={"HX-Request": "true"}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -244,3 +245,74 @@ def test_a_url_that_is_not_a_toskastore_is_an_error_page_not_an_empty_store(answ
             response = client.get(page)
             assert response.status_code == 502, page
             assert "Not a ToskaStore server" in text(response), page
+
+
+# --- stale screens (issue 17 item 8): what the services page shows is true or says its age --
+
+def service_prefixes(client) -> list[str]:
+    page = text(client.get("/services"))
+    return re.findall(r'data-testid="service-row" data-prefix="([^"]*)"', page)
+
+
+def test_a_service_emptied_behind_the_cache_is_marked_and_then_dropped(toska):
+    with start_devstore(port=0) as running:
+        running.store.put("gone:a", "1")
+        running.store.put("kept:a", "2")
+        client = make_app(toska(running.url),
+                          dashboard={"DiscoveryCacheSeconds": 300}).test_client()
+        login(client)
+        page = text(client.get("/services"))
+        assert 'data-prefix="gone:"' in page and re.search(r"Listed \d+ s ago", page)
+        running.store.delete("gone:a")  # another writer deletes the service's last key
+        assert "gone:" in service_prefixes(client)  # the cached list, said to be N s old
+        cell = text(client.get("/services/summary?prefix=gone:",
+                               headers={"HX-Request": "true"}))
+        assert 'data-gone="true"' in cell
+        assert re.search(r"no keys now \(listed \d+ s ago\)", cell)
+        assert service_prefixes(client) == ["kept:"]  # the count made the page walk again
+        kept = text(client.get("/services/summary?prefix=kept:", headers={"HX-Request": "true"}))
+        assert 'data-count="1"' in kept and "no keys now" not in kept
+
+
+def test_deleting_a_services_last_key_from_the_dashboard_drops_it_at_once(toska):
+    with start_devstore(port=0) as running:
+        running.store.put("last:only", "1")
+        running.store.put("kept:a", "2")
+        client = make_app(toska(running.url),
+                          dashboard={"DiscoveryCacheSeconds": 300}).test_client()
+        login(client)
+        assert "last:" in service_prefixes(client)
+        answer = post_form(client, "/key/delete", {"key": "last:only", "confirm": "yes"},
+                           token_from="/key/delete?key=last:only")
+        assert answer.status_code == 303
+        assert service_prefixes(client) == ["kept:"]
+
+
+def test_with_the_store_down_counts_fail_visibly_and_the_list_says_its_age(toska):
+    running = start_devstore(port=0)
+    try:
+        running.store.put("svc:a", "1")
+        client = make_app(toska(running.url, timeout=1),
+                          dashboard={"DiscoveryCacheSeconds": 300}).test_client()
+        login(client)
+        assert service_prefixes(client) == ["svc:"]
+        page = text(client.get("/services"))
+        assert 'hx-trigger="load"' in page and "counting…" in page
+    finally:
+        running.stop()
+    cell = client.get("/services/summary?prefix=svc:", headers={"HX-Request": "true"})
+    body = text(cell)
+    # htmx swaps only 2xx answers: a failed count is the row's answer, never "counting…"
+    assert cell.status_code == 200 and "HX-Retarget" not in cell.headers
+    assert 'data-testid="service-count-failed"' in body and "count failed:" in body
+    assert running.url in body and "counting" not in body
+    retry = re.search(r'hx-get="([^"]+)"[^>]*data-testid="retry-count"', body)
+    assert retry and "/services/summary?prefix=svc" in html.unescape(retry.group(1))
+    plain = client.get("/services/summary?prefix=svc:")  # the no-JavaScript "count" link
+    assert plain.status_code == 503 and "count failed:" in text(plain)
+    # the cached list is still shown, with its age; a refresh that fails says so
+    refreshed = client.get("/services?refresh=1")
+    page = text(refreshed)
+    assert refreshed.status_code == 200 and 'data-prefix="svc:"' in page
+    assert 'data-testid="discovery-stale"' in page and "listing the services again failed" in page
+    assert re.search(r"Listed \d+ s ago", page)

@@ -109,10 +109,13 @@ def test_a_page_opened_at_a_cursor_shows_that_page_and_the_way_back(editor, stor
     more = editor.get(following, headers=HX)
     replaced = more.headers["HX-Replace-Url"]
     assert "cursor=" in replaced and replaced.startswith("/browse?prefix=shop:item:")
-    # a reload of that URL: the same rows, as a whole page with a link to the first page
+    # a reload of that URL: what was on screen, read again from the start
     page = text(editor.get(replaced))
-    assert "<html" in page and 'data-testid="first-page"' in page
-    assert row_keys(page) == row_keys(text(more))
+    assert "<html" in page and 'data-testid="restored"' in page
+    assert row_keys(page) == row_keys(first) + row_keys(text(more))
+    # the page alone (no count of rows above it): its rows and the way back
+    alone = text(editor.get(re.sub(r"&shown=\d+", "", replaced)))
+    assert 'data-testid="first-page"' in alone and row_keys(alone) == row_keys(text(more))
     assert 'data-testid="first-page"' not in first
 
 

@@ -92,6 +92,55 @@ def page_replace(endpoint: str, **args: str | int | None) -> dict[str, str]:
             "HX-Replace-Url": url_for(endpoint, **{k: v for k, v in args.items() if v})}
 
 
+#: a reload re-reads at most this many keys before the page it shows (all it showed)...
+RESTORE_KEYS = 500
+#: ...in at most this many pages (a tiny page size would mean many round trips)
+RESTORE_PAGES = 10
+
+
+def _count_arg(name: str) -> int:
+    """A non-negative count from the query string (0 when absent or not a number)."""
+    try:
+        return max(int(request.args.get(name, 0)), 0)
+    except ValueError:
+        return 0
+
+
+def _rows_of(page) -> int:
+    return len(page.entries) + len(getattr(page, "unread", ()))
+
+
+def restore_pages(store, prefix: str, cursor: str, limit: int, upto: int) -> list | None:
+    """The pages before ``cursor`` read again from the start, when they are what was shown.
+
+    A reload of a page reached by "Next" shows every row the operator had on screen: the
+    ``upto`` keys before the cursor, in pages of ``limit`` (each read through its own
+    budget, as it was). None when that is too much to re-read, or when the listing changed
+    so that reading from the start no longer arrives at ``cursor`` after ``upto`` keys
+    (the page then shows its own rows and says where they start).
+    """
+    if not 0 < upto <= RESTORE_KEYS or -(-upto // limit) > RESTORE_PAGES:
+        return None
+    pages: list = []
+    at: str | None = None
+    read = 0
+    while read < upto and len(pages) < RESTORE_PAGES:
+        page = store.scan(prefix, cursor=at, limit=limit, preview_bytes=PREVIEW_BYTES,
+                          work=budget.browse_budget())
+        pages.append(page)
+        read += _rows_of(page)
+        at = page.next_cursor
+        if at is None:
+            break
+    return pages if read == upto and at == cursor else None
+
+
+def _browse_url(prefix: str, match: str, limit: int, **more: str | int | None) -> str:
+    args = {"prefix": prefix or None, "match": match or None,
+            "limit": limit if limit != 100 else None, **more}
+    return url_for("keys.browse", **{k: v for k, v in args.items() if v})
+
+
 @bp.get("/browse")
 @login_required
 def browse():
@@ -100,6 +149,12 @@ def browse():
     Every state is in the URL (prefix, pattern, view, page position ``cursor``), so a
     reload or a shared link shows the same page; htmx filter answers also refresh the
     breadcrumbs, title and links (out-of-band), and "next" answers replace the URL.
+
+    Next to ``cursor`` the URL carries ``from``, how many keys come before its page, and
+    ``shown``, how many of them were on screen above it (pages appended in place). A reload
+    re-reads the pages above it when they were all on screen and are few
+    (``restore_pages``); otherwise it shows its own page, says which keys those are
+    ("keys 301–400") and links back to the first page.
     """
     prefix = request.args.get("prefix", "")
     match = request.args.get("match", "")
@@ -110,10 +165,13 @@ def browse():
     except ValueError:
         limit = 100
     limit = min(max(limit, 1), PAGE_SIZES[-1])
+    # keys before this page (its position) and how many of them are on screen above it
+    start = _count_arg("from") if cursor else 0
+    shown = min(_count_arg("shown"), start)
     store = provider()
     context = {"prefix": prefix, "match": match, "view": view, "limit": limit,
                "crumbs": breadcrumbs(prefix), "capabilities": store.capabilities(),
-               "cursor": cursor, "oob": is_htmx()}
+               "cursor": cursor, "oob": is_htmx(), "start": start, "earlier": []}
     if view == "folders":
         context["segments"] = store.list_segments(prefix, limit=500)
         return render("keys/browse.html", "keys/_results.html", **context)
@@ -129,11 +187,32 @@ def browse():
                           work=budget.browse_budget())
         context.update(page=page)
         more = "keys/_rows.html"
+        if cursor and not is_htmx() and start and shown == start:
+            # a reload of pages appended from the first one: show them all again
+            earlier = restore_pages(store, prefix, cursor, limit, start)
+            if earlier is not None:
+                context["earlier"] = earlier
+            else:
+                shown = 0
+        elif not is_htmx():
+            shown = 0  # a page loaded whole shows only its own rows
+        # the rows on screen once this answer is in: keys first..last of the listing
+        # (unknown for a cursor without its position: a link from before positions)
+        known = not cursor or start > 0
+        first, last = start - shown + 1, start + _rows_of(page)
+        position = {"from": last, "shown": last - first + 1} if known else {}
+        context.update(
+            first=first if known else None, last=last if known else None,
+            restored=bool(context["earlier"]),
+            next_url=_browse_url(prefix, match, limit, cursor=page.next_cursor,
+                                 **{"from": position.get("from")}),
+            next_hx=_browse_url(prefix, match, limit, cursor=page.next_cursor, **position))
     if cursor and is_htmx():
         # "Next page" / "Continue" append rows to the table they came from.
+        position = {"from": start or None, "shown": shown or None} if not match else {}
         return render_template(more, **context), 200, page_replace(
             "keys.browse", prefix=prefix, match=match, cursor=cursor,
-            limit=limit if limit != 100 else None)
+            limit=limit if limit != 100 else None, **position)
     return render("keys/browse.html", "keys/_results.html", **context)
 
 
