@@ -4,8 +4,16 @@ version to which.
 Each write and repair makes one entry, logged as one line on ``dashboard.audit`` (with
 structured fields for JSON logs, never the values) and handed to every delivery registered
 with ``deliver_to``: the web app registers its journal (``/audit``) and write counter
-(``web.audit_journal``). Repairs and imports run from the command line are logged but not
-journaled: the CLI registers no delivery.
+(``web.audit_journal``); a writing command (import, repair-index) registers the shared
+journal for as long as it runs (``delivering``, from ``cli.audit``) when
+``Dashboard:SessionStorage`` is a Redis (``mesh.audit_journal``).
+
+An import audits each key when it is written (``key_write``, with the version and size the
+plan read as its "before": ``import_apply.audit_hooks``). A service's index is updated once
+after that service's keys, so a key's entry cannot know the index's outcome: it says
+``batched`` (the key was handed to its service's index update), and the update makes an
+entry of its own (``import_index``: action ``import`` on the index key, with its status
+and the keys it added). A key whose service keeps no index says ``not-kept``.
 """
 
 from __future__ import annotations
@@ -14,7 +22,8 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +50,18 @@ def deliver_to(delivery: Delivery) -> None:
     """Hand every later entry to ``delivery`` too (the web's journal and metrics); once."""
     if delivery not in _deliveries:
         _deliveries.append(delivery)
+
+
+@contextmanager
+def delivering(delivery: Delivery) -> Iterator[None]:
+    """Hand the entries made inside the block to ``delivery`` too (a command's journal)."""
+    added = delivery not in _deliveries
+    deliver_to(delivery)
+    try:
+        yield
+    finally:
+        if added:
+            _deliveries.remove(delivery)
 
 
 # --------------------------------------------------------------------------- entries
@@ -70,7 +91,7 @@ def _record(entry: dict[str, Any], message: str, *args: Any,
         "operator", "action", "key", "outcome", "old_version", "new_version", "old_size",
         "new_size")}
     fields["index"] = index.get("status")
-    if entry["action"] == "repair":
+    if "added_count" in index:  # a repair, an import's index update
         fields.update(service=entry.get("service"), added=index.get("added_count"),
                       removed=index.get("removed_count"), attempts=index.get("attempts"))
     audit_log.log(level, message, *args, extra=fields)
@@ -97,17 +118,25 @@ _MESSAGES = {
 
 def key_write(action: str, operator: str, key: str, *, result: WriteResult,
               before: Entry | None = None, value: str | None = None, ttl: str | None = None,
-              expected: str | None = None) -> dict[str, Any]:
-    """A create, edit or delete that happened (``result``), from ``before`` to ``value``."""
+              expected: str | None = None, old_version: int | None = None,
+              old_size: int | None = None) -> dict[str, Any]:
+    """A create, edit or delete that happened (``result``), from ``before`` to ``value``.
+
+    Without ``before`` (an import: the plan read the key in bulk), ``old_version`` and
+    ``old_size`` say what was read."""
     after = result.entry
     new_value = None if action == "delete" else (
         after.value if after is not None and after.value is not None else value)
     old_value = before.value if before is not None else None
-    old_version = before.version if before is not None else _version_of(expected)
+    if before is not None:
+        old_version = before.version
+    elif old_version is None:
+        old_version = _version_of(expected)
     entry = {
         "operator": operator, "action": action, "key": key, "outcome": "ok",
         "old_version": old_version, "new_version": after.version if after is not None else None,
-        "old_size": _size(old_value), "new_size": _size(new_value),
+        "old_size": _size(old_value) if before is not None else old_size,
+        "new_size": _size(new_value),
         "index": {"status": result.index.status, "message": result.index.message,
                   "atomic": result.index.atomic},
         "detail": "; ".join(filter(None, [f"ttl {ttl}" if ttl else "",
@@ -125,14 +154,17 @@ def key_write(action: str, operator: str, key: str, *, result: WriteResult,
 
 
 def unconfirmed(action: str, operator: str, key: str, detail: str, *,
-                before: Entry | None = None, value: str | None = None) -> dict[str, Any]:
+                before: Entry | None = None, value: str | None = None,
+                old_version: int | None = None, old_size: int | None = None) -> dict[str, Any]:
     """A write the store did not confirm: it may still land, so it is audited as such."""
     old_value = before.value if before is not None else None
     new_value = None if action == "delete" else value
     entry = {
         "operator": operator, "action": action, "key": key, "outcome": "unconfirmed",
-        "old_version": before.version if before is not None else None, "new_version": None,
-        "old_size": _size(old_value), "new_size": _size(new_value),
+        "old_version": before.version if before is not None else old_version,
+        "new_version": None,
+        "old_size": _size(old_value) if before is not None else old_size,
+        "new_size": _size(new_value),
         "index": {"status": "unknown", "message": "", "atomic": False}, "detail": detail,
     }
     return _record(entry, "unconfirmed write by %s to %r: %s", operator, key, detail,
@@ -162,6 +194,29 @@ def repair(operator: str, plan: RepairPlan, attempts: int, added: Sequence[str],
         "index repair by %s: service=%s index=%s action=%s added=%d removed=%d attempts=%d",
         operator, service.prefix, service.index_full_key, plan.action, len(added), len(removed),
         attempts, old_value=old_value, new_value=new_value)
+
+
+#: an import's index update: its status (``import_apply``) → the entry's outcome
+_INDEX_OUTCOMES = {"failed": "failed", "unknown": "unconfirmed"}
+
+
+def import_index(operator: str, service_prefix: str, index_key: str, *, status: str,
+                 added: Sequence[str], message: str) -> dict[str, Any]:
+    """An import's update of one service's index, after that service's keys: ``status`` is
+    updated, created, unchanged, skipped (no index, none created), failed or unknown
+    (unanswered; it may have landed); ``added`` the keys (without the prefix) it was to add."""
+    entry = {
+        "operator": operator, "action": "import", "key": index_key, "service": service_prefix,
+        "outcome": _INDEX_OUTCOMES.get(status, "ok"),
+        "old_version": None, "new_version": None, "old_size": None, "new_size": None,
+        "index": {"status": status, "message": message, "atomic": False,
+                  "action": "add-imported", "added": list(added[:KEYS_CAP]), "removed": [],
+                  "added_count": len(added), "removed_count": 0},
+        "detail": f"the service's index, after its {len(added)} imported key(s)",
+    }
+    return _record(entry, "import: %s updated the index %r of service %s: %s (%d key(s) to add)",
+                   operator, index_key, service_prefix, status, len(added),
+                   level=logging.WARNING if status in _INDEX_OUTCOMES else logging.INFO)
 
 
 def _v(version: int | None) -> str:

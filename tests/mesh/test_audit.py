@@ -1,19 +1,22 @@
-"""/audit: writes and repairs with versions and sizes, editors only, shared through Redis."""
+"""/audit: writes, imports and repairs with versions and sizes; values for editors only;
+shared through Redis, with the command line's writes."""
 
 from __future__ import annotations
 
 import html
+import io
 import json
 import re
 
 import pytest
 
 from dashboard.devstore import start_devstore
+from dashboard.main import main
 from dashboard.stores.mutations import NO_TTL
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 from dashboard.web.audit_journal import RedisJournal
 from tests.support.redis_server import RedisServer, free_port
-from tests.support.webapp import login, make_app, post_form
+from tests.support.webapp import csrf_token, login, make_app, post_form
 
 _ROW = re.compile(r'<tr data-testid="audit-row"(.*?)>', re.S)
 _ATTR = re.compile(r'data-([a-z-]+)="([^"]*)"')
@@ -129,11 +132,19 @@ def test_values_are_kept_only_with_audit_values(provider):
     assert 'data-testid="audit-new-value"' in page
 
 
-def test_viewers_are_refused_and_anonymous_callers_sent_to_log_in(provider):
-    app = make_app(provider)
+def test_viewers_see_every_entry_without_values_and_anonymous_callers_log_in(provider):
+    app = make_app(provider, dashboard={"AuditValues": True})
+    create(editor_of(app), "au2v:k", '{"pin":"4711"}')
     viewer = app.test_client()
     login(viewer, "vi")
-    assert viewer.get("/audit").status_code == 403
+    seen = viewer.get("/audit")
+    page = html.unescape(seen.get_data(as_text=True))
+    assert [(r["action"], r["key"], r["new-size"]) for r in rows(seen)] == [
+        ("create", "au2v:k", "14")]
+    assert "4711" not in page and 'data-testid="audit-values"' not in page
+    assert "Values are shown to editors only" in page
+    assert 'href="/audit"' in viewer.get("/services").get_data(as_text=True)  # in the nav
+    assert '{"pin":"4711"}' in html.unescape(editor_of(app).get("/audit").get_data(as_text=True))
     anonymous = app.test_client().get("/audit")
     assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
 
@@ -215,3 +226,99 @@ def test_keys_and_values_are_shown_escaped(provider):
     page = client.get("/audit").get_data(as_text=True)
     assert "<img src=x" not in page and "<script>alert(2)" not in page
     assert rows(client.get("/audit"))[0]["key"] == hostile  # the exact key, escaped
+
+
+def web_import(client, lines: list[dict], mode: str = "overwrite") -> str:
+    """Plan and confirm an import through the web; the result page."""
+    text = "\n".join(json.dumps({"ttl_ms": None, **line}) for line in lines)
+    token = csrf_token(client, "/import")
+    plan = client.post("/import", data={"csrf_token": token, "mode": mode,
+                                        "file": (io.BytesIO(text.encode()), "x.jsonl")})
+    body = plan.get_data(as_text=True)
+    assert plan.status_code == 200, body
+    upload = body.split('name="upload" value="')[1].split('"')[0]
+    done = client.post("/import/confirm", data={"csrf_token": token, "upload": upload})
+    assert done.status_code == 200 and 'data-complete="true"' in done.get_data(as_text=True)
+    return done.get_data(as_text=True)
+
+
+def test_an_import_records_what_it_overwrote_and_its_services_index(provider):
+    prefix = "au9:"
+    provider.put(prefix + "__keys", json.dumps(["old"]), ttl=NO_TTL)
+    provider.put(prefix + "old", '{"v":1}', ttl=NO_TTL)
+    provider.put(prefix + "old", '{"v":22}', ttl=NO_TTL)  # a version past the first
+    before = provider.get(prefix + "old")
+    client = editor_of(make_app(provider))
+    web_import(client, [{"key": prefix + "old", "value": '{"v":333}'},
+                        {"key": prefix + "new", "value": "{}"}])
+    after = provider.get(prefix + "old")
+    assert json.loads(provider.get(prefix + "__keys").value) == ["old", "new"]
+
+    index, new, old = rows(client.get("/audit"))
+    assert (old["action"], old["key"]) == ("import", prefix + "old")
+    assert (old["old-version"], old["new-version"]) == (str(before.version), str(after.version))
+    assert (old["old-size"], old["new-size"]) == ("8", "9")
+    assert (new["old-version"], new["old-size"], new["new-size"]) == ("", "", "2")
+    # each key was handed to its service's index update, which came after them: its entry
+    # says what it did to the index (not "not-kept")
+    assert old["index"] == new["index"] == "batched"
+    assert (index["action"], index["key"], index["index"], index["outcome"]) == (
+        "import", prefix + "__keys", "updated", "ok")
+    assert "+2 −0" in client.get("/audit").get_data(as_text=True)
+
+
+def test_an_import_into_a_service_without_an_index_says_not_kept(provider):
+    client = editor_of(make_app(provider))
+    web_import(client, [{"key": "au10:k", "value": "x"}])
+    [entry] = rows(client.get("/audit"))
+    assert (entry["key"], entry["index"]) == ("au10:k", "not-kept")
+
+
+def test_the_command_lines_writes_reach_the_audit_of_a_web_app_sharing_its_redis(
+        provider, running, redis_server, tmp_path, clean_environment, capsys):
+    redis_server.flushall()
+    storage = f"redis://{redis_server.host}:{redis_server.port}/0"
+    config = tmp_path / "appsettings.json"
+    config.write_text(json.dumps({
+        "Mesh": {"KeyValue": {"Provider": "ToskaStore", "ToskaStore": {"BaseUrl": running.url}}},
+        "Dashboard": {"SessionStorage": storage}}))
+    provider.put("au11:__keys", json.dumps(["k", "gone"]), ttl=NO_TTL)
+    provider.put("au11:k", "old", ttl=NO_TTL)
+    before = provider.get("au11:k")
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"key": "au11:k", "value": "newer", "ttl_ms": None}) + "\n")
+
+    assert main(["import", "--config", str(config), str(data), "--mode", "overwrite",
+                 "--yes"]) == 0
+    assert main(["repair-index", "--config", str(config), "--service", "au11:", "--action",
+                 "prune-stale", "--yes", "--backup", str(tmp_path / "index.json")]) == 0
+    assert "audit: import:" in capsys.readouterr().err  # still on stderr too
+
+    web = editor_of(make_app(provider, dashboard={"SessionStorage": storage}))
+    repaired, index, imported = rows(web.get("/audit"))
+    operator = imported["operator"]
+    assert operator.startswith("cli")
+    assert (imported["action"], imported["key"], imported["old-version"],
+            imported["old-size"], imported["new-size"]) == (
+        "import", "au11:k", str(before.version), "3", "5")
+    assert (index["key"], index["index"], index["operator"]) == ("au11:__keys", "unchanged",
+                                                                 operator)
+    assert (repaired["action"], repaired["key"], repaired["operator"]) == (
+        "repair", "au11:__keys", operator)
+
+
+def test_a_command_whose_journal_does_not_answer_still_writes(
+        provider, running, tmp_path, clean_environment, capsys):
+    config = tmp_path / "appsettings.json"
+    config.write_text(json.dumps({
+        "Mesh": {"KeyValue": {"Provider": "ToskaStore", "ToskaStore": {"BaseUrl": running.url}}},
+        "Dashboard": {"SessionStorage": f"redis://127.0.0.1:{free_port()}/0",
+                      "StoreTimeoutSeconds": 1}}))
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"key": f"au12:k{n}", "value": "v", "ttl_ms": None})
+                            + "\n" for n in range(3)))
+    assert main(["import", "--config", str(config), str(data), "--yes"]) == 0
+    assert provider.get("au12:k2").value == "v"
+    err = capsys.readouterr().err
+    assert err.count("not kept on /audit") == 2  # the first failure, then one count
+    assert "3 audit entries not kept" in err

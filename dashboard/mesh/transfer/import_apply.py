@@ -13,7 +13,12 @@ after its keys are written instead of once per key. A service's index key found 
 file is not written as a value: the store's index receives the imported keys (and is
 created when the file had one and the store has none).
 
-``audit_hooks`` gives ``apply`` one audit entry per write (and per unconfirmed write).
+``audit_hooks`` gives ``apply`` one audit entry per write (and per unconfirmed write), as
+it happens: its "before" is the version and size the plan read (``PlannedKey``). A key
+handed to its service's index update says index ``batched`` (the update comes after the
+service's keys, so its outcome is not known yet); each service's update then makes one
+entry of its own, on the index key, with its true status (updated, created, unchanged,
+skipped, failed, unknown) and the keys it added (``audit.import_index``).
 
 Apart from the plan because this is the only step that writes: every write goes through
 ``mesh.writes`` (or ``provider.restore``), against the tokens the plan kept.
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dashboard import mesh
@@ -101,15 +106,21 @@ class ImportResult:
 
 #: called after each write that happened: (key, its WriteResult, its plan)
 Audit = Callable[[str, writes.WriteResult, PlannedKey], None]
+#: called after each service's index update: (service, status, keys added, the sentence)
+IndexAudit = Callable[[mesh.Service, str, list[str], str], None]
 
 
 def apply(
     provider: KeyValueProvider, settings, plan: Plan, *, audit: Audit | None = None,
     unconfirmed: Callable[[str, str, PlannedKey], None] | None = None,
+    index_audit: IndexAudit | None = None,
 ) -> ImportResult:
-    """Write the plan's new and changed keys (see the module docstring)."""
+    """Write the plan's new and changed keys (see the module docstring); ``index_audit``
+    defaults to ``audit.index_updated`` where ``audit`` has one (``audit_hooks``)."""
     if plan.refused:
         raise ValueError(plan.refused)
+    if index_audit is None:
+        index_audit = getattr(audit, "index_updated", None)
     result = ImportResult()
     pending = plan.writes
     indexes: dict[str, tuple[mesh.Service, list[str]]] = {}
@@ -154,12 +165,24 @@ def apply(
                 result.skipped.append((planned.key, outcome))
                 continue
             result.written.append(planned.key)
-            if audit is not None:
-                audit(planned.key, outcome, planned)
-            _note_index(provider, settings, planned.key, indexes, applies, plan)
+            batched = None
+            try:
+                batched = _note_index(provider, settings, planned.key, indexes, applies, plan)
+            finally:  # the write happened: it is audited even if its index could not be told
+                if audit is not None:
+                    audit(planned.key, _batched(outcome, batched), planned)
     finally:
-        _update_indexes(provider, plan, indexes, result)
+        _update_indexes(provider, plan, indexes, result, index_audit)
     return result
+
+
+def _batched(outcome: writes.WriteResult, index_key: str | None) -> writes.WriteResult:
+    """``outcome`` as audited: a key handed to its service's index update says so."""
+    if index_key is None:
+        return outcome
+    return replace(outcome, index=writes.IndexOutcome("batched", (  # type: ignore[arg-type]
+        f"to be added to the index {index_key!r} with the service's other imported keys, "
+        "after them: see that index's entry")))
 
 
 def _unconfirmed_reason(unknown: WriteUnknown) -> str:
@@ -204,61 +227,98 @@ def _write_one(provider: KeyValueProvider, settings, plan: Plan,
     return writes.WriteResult(item.key, entry, writes.IndexOutcome("not-kept"))
 
 
-def _note_index(provider, settings, key: str, indexes, applies, plan: Plan) -> None:
+def _note_index(provider, settings, key: str, indexes, applies, plan: Plan) -> str | None:
+    """Hand ``key`` to its service's index update if that index applies: its index key."""
     service = mesh.service_for_key(settings, key)
     if service is None or key == service.index_full_key:
-        return
+        return None
     if service.prefix not in applies:
         keeps = writes.index_applies(provider, settings, key)[1]
         applies[service.prefix] = keeps or (
             service.keeps_index is not False and service.index_full_key in plan.file_indexes)
     if applies[service.prefix]:
         indexes.setdefault(service.prefix, (service, []))[1].append(key[len(service.prefix):])
+        return service.index_full_key
+    return None
 
 
-def _update_indexes(provider, plan: Plan, indexes, result: ImportResult) -> None:
-    """Add the written keys to their services' indexes: one compare-and-swap per service."""
+def _update_indexes(provider, plan: Plan, indexes, result: ImportResult,
+                    index_audit: IndexAudit | None = None) -> None:
+    """Add the written keys to their services' indexes: one compare-and-swap per service
+    (each audited with its status by ``index_audit``)."""
     for service, inner in indexes.values():
-        create = bool(service.keeps_index) or service.index_full_key in plan.file_indexes
-        where = service.index_full_key
-        try:
-            status = mesh.update_index(provider, service, add=inner, create_missing=create)
-        except mesh.MalformedIndex as error:
-            result.index_failed = True
-            result.index.append(f"The index {where!r} is malformed and was left as it is: "
-                                f"{error.message}")
-            continue
-        except WriteUnknown as error:  # the update went unanswered: it may be there, or not
-            result.index_failed = True
-            result.index.append(f"{error.message} It should list the {len(inner)} written "
-                                "key(s); if it does not, repair it from the index page "
-                                "(add-unindexed).")
-            continue
-        except ProviderError as error:
-            result.index_failed = True
-            result.index.append(f"The index {where!r} could not be updated ({error.message}): "
-                                f"{len(inner)} written key(s) are not in it; repair it from "
-                                "the index page (add-unindexed)")
-            continue
-        if status == "created":
-            result.index.append(f"Created the index {where!r} with the {len(inner)} imported "
-                                "key(s).")
-        elif status == "updated":
-            result.index.append(f"Added the imported keys to the index {where!r} "
-                                f"({len(inner)} written).")
-        elif status == "missing":
-            result.index.append(f"The service has no index {where!r}; none was created.")
+        status, sentence = _update_index(provider, plan, service, inner, result)
+        if index_audit is not None:
+            index_audit(service, status, inner, sentence)
 
 
-def audit_hooks(operator: str) -> tuple[Audit, Callable[[str, str, PlannedKey], None]]:
-    """``apply``'s ``audit`` and ``unconfirmed`` callbacks: one audit entry per write."""
-    from dashboard.mesh import audit as audit_trail
+def _update_index(provider, plan: Plan, service: mesh.Service, inner: list[str],
+                  result: ImportResult) -> tuple[str, str]:
+    """(status as in ``writes.IndexStatus``, the sentence) of one service's index update."""
+    create = bool(service.keeps_index) or service.index_full_key in plan.file_indexes
+    where = service.index_full_key
+    try:
+        status = mesh.update_index(provider, service, add=inner, create_missing=create)
+    except mesh.MalformedIndex as error:
+        sentence = f"The index {where!r} is malformed and was left as it is: {error.message}"
+        status = "failed"
+    except WriteUnknown as error:  # the update went unanswered: it may be there, or not
+        sentence = (f"{error.message} It should list the {len(inner)} written key(s); if it "
+                    "does not, repair it from the index page (add-unindexed).")
+        status = "unknown"
+    except ProviderError as error:
+        sentence = (f"The index {where!r} could not be updated ({error.message}): "
+                    f"{len(inner)} written key(s) are not in it; repair it from the index "
+                    "page (add-unindexed)")
+        status = "failed"
+    else:
+        sentence = {
+            "created": f"Created the index {where!r} with the {len(inner)} imported key(s).",
+            "updated": f"Added the imported keys to the index {where!r} ({len(inner)} written).",
+            "missing": f"The service has no index {where!r}; none was created.",
+        }.get(status, "")
+        if status == "missing":
+            status = "skipped"
+    if status in ("failed", "unknown"):
+        result.index_failed = True
+    if sentence:
+        result.index.append(sentence)
+    return status, sentence
 
-    def written(key: str, result: writes.WriteResult, planned: PlannedKey) -> None:
-        audit_trail.key_write("import", operator, key, result=result, value=planned.item.text,
-                              expected=planned.token)
 
-    def unconfirmed(key: str, message: str, planned: PlannedKey) -> None:
-        audit_trail.unconfirmed("import", operator, key, message, value=planned.item.text)
+class AuditHooks:
+    """``apply``'s audit callbacks for ``operator``: the instance is ``audit`` (one entry
+    per write), ``unconfirmed`` one per unconfirmed write, ``index_updated`` one per
+    service's index update (see the module docstring)."""
 
-    return written, unconfirmed
+    def __init__(self, operator: str) -> None:
+        self.operator = operator
+
+    def __call__(self, key: str, result: writes.WriteResult, planned: PlannedKey) -> None:
+        from dashboard.mesh import audit as audit_trail
+
+        audit_trail.key_write("import", self.operator, key, result=result,
+                              value=planned.item.text, expected=planned.token,
+                              old_version=planned.current_version,
+                              old_size=planned.current_size)
+
+    def unconfirmed(self, key: str, message: str, planned: PlannedKey) -> None:
+        from dashboard.mesh import audit as audit_trail
+
+        audit_trail.unconfirmed("import", self.operator, key, message, value=planned.item.text,
+                                old_version=planned.current_version,
+                                old_size=planned.current_size)
+
+    def index_updated(self, service: mesh.Service, status: str, added: list[str],
+                      sentence: str) -> None:
+        from dashboard.mesh import audit as audit_trail
+
+        audit_trail.import_index(self.operator, service.prefix, service.index_full_key,
+                                 status=status, added=added, message=sentence)
+
+
+def audit_hooks(operator: str) -> tuple[AuditHooks, Callable[[str, str, PlannedKey], None]]:
+    """``apply``'s ``audit`` and ``unconfirmed`` callbacks (``AuditHooks``): one audit
+    entry per write, and one per service's index update (``audit.index_updated``)."""
+    hooks = AuditHooks(operator)
+    return hooks, hooks.unconfirmed

@@ -73,6 +73,10 @@ class PlannedKey:
     token: str | None = None
     #: the type the key held when planned (None: absent)
     current_type: str | None = None
+    #: the version and size in bytes (a string's) the key had when planned, for its audit
+    #: entry's "before" (None: absent or not reported)
+    current_version: int | None = None
+    current_size: int | None = None
 
     @property
     def key(self) -> str:
@@ -121,7 +125,8 @@ class Plan:
 
     def tokens(self) -> dict[str, Any]:
         """What the plan saw per key, kept between the plan and its confirmation."""
-        return {k.key: [k.action, k.token, k.current_type, k.note] for k in self.keys}
+        return {k.key: [k.action, k.token, k.current_type, k.note, k.current_version,
+                        k.current_size] for k in self.keys}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -348,7 +353,22 @@ def _classify(provider, caps, plan: Plan, line: int, item: Dumped,
                           "exactly, so it is not replaced (a change made after this plan "
                           "would be lost)", None, current.type)
     return PlannedKey(line, item, "changed", "; ".join(filter(None, [summary, ttl_note])),
-                      token, current.type)
+                      token, current.type, _version(provider, caps, current),
+                      len(current.exact_bytes) if current.type == "string" else None)
+
+
+def _version(provider, caps, current: Entry) -> int | None:
+    """The version of a key about to be replaced, for its audit entry: a bulk read that
+    reports none (ToskaStore) is followed by one read of the key; None unless it still
+    holds what the plan compared."""
+    if current.version is not None or not caps.versions:
+        return current.version
+    try:
+        read = provider.get(current.key)
+    except ProviderError:
+        return None
+    return read.version if read.type == current.type and read.matches(current.content_token) \
+        else None
 
 
 def restore_plan(parsed: ParsedFile, mode: str, ttl_policy: str,
@@ -356,7 +376,7 @@ def restore_plan(parsed: ParsedFile, mode: str, ttl_policy: str,
     """The plan made earlier (``Plan.tokens``) for the same file, without reading the store."""
     plan = Plan(mode, ttl_policy, [], list(parsed.invalid), incomplete=parsed.incomplete)
     for line, item in parsed.records:
-        action, token, current_type, note = tokens.get(item.key, ["skipped", None, None,
-                                                                  "not in the plan"])
-        plan.keys.append(PlannedKey(line, item, action, note, token, current_type))
+        action, token, current_type, note, *before = tokens.get(
+            item.key, ["skipped", None, None, "not in the plan"])
+        plan.keys.append(PlannedKey(line, item, action, note, token, current_type, *before[:2]))
     return plan

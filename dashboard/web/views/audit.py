@@ -1,11 +1,15 @@
-"""``/audit``: the audit trail of writes and repairs, newest first, paged. Editors only."""
+"""``/audit``: the audit trail of writes and repairs, newest first, paged.
+
+Every operator sees it: viewers may read every key (there is no per-prefix access), so
+they see every entry, but never its values; editors see the values the journal keeps
+(``Dashboard:AuditValues``)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request
+from flask_login import current_user, login_required
 
 from dashboard.web import audit_journal, htmx
-from dashboard.web.auth import editor_required
 from dashboard.web.errors import render_error
 
 bp = Blueprint("audit", __name__)
@@ -13,7 +17,7 @@ PAGE_SIZE = 50
 
 
 @bp.get("/audit")
-@editor_required
+@login_required
 def index():
     try:
         page_number = max(1, int(request.args.get("page", "1")))
@@ -34,5 +38,6 @@ def index():
     return htmx.render(
         "audit/index.html", "audit/_entries.html", page=page, page_number=page_number,
         size=size, has_next=page.offset + len(page.entries) < page.total,
-        show_values=settings.audit_values, journal=journal,
+        show_values=settings.audit_values and getattr(current_user, "role", None) == "editor",
+        journal=journal,
         max_entries=settings.audit_max_entries)
