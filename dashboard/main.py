@@ -9,13 +9,22 @@ and store failures end as one line on stderr and exit status 2, never a tracebac
 ``import``) with exit 2 before it touches the store (``cli_common.settings_from``). ``demo``
 writes only the in-process store it starts: under read-only it still seeds that store, and
 serves the dashboard read-only. ``devstore`` serves a store of its own and reads no settings.
+
+``--store URL`` (``http(s)://`` ToskaStore, ``redis(s)://`` Redis) and ``--token-file PATH``
+choose the store on the command line, before or after the command's name; they become
+settings overrides in ``cli_common.settings_from``. A closed stdout (``toska-kv export ... |
+head``) ends the command quietly with exit status 141, as a shell's pipeline would.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
+import os
+import shlex
 import sys
+from pathlib import Path
 
 from dashboard.cli.common import EXIT_ERROR, PROG, WRITES_ATTR, Command, CommandError, settings_from
 from dashboard.settings.errors import ConfigError
@@ -52,6 +61,7 @@ def _run_devstore(args: argparse.Namespace) -> int:
     if args.legacy and args.release not in (None, "0.8"):
         print(f"--legacy means --release 0.8, not {args.release}", file=sys.stderr)
         return 2
+    _check_port(args.host, args.port)  # one line and exit 2, as serve says it
     try:
         serve(
             host=args.host, port=args.port, token=args.token, read_token=args.read_token,
@@ -61,6 +71,11 @@ def _run_devstore(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. scoped tokens on a release that has none
         print(f"devstore: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the port was taken since the check
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: "
+                           f"{exc.strerror or exc} (--host, --port)") from None
     return 0
 
 
@@ -213,6 +228,19 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _this_command() -> str:
+    """How to run this ``toska-kv`` again, from any directory and without an activated
+    virtualenv: the script that runs now, else the one beside this interpreter, else
+    ``python -m dashboard.main``."""
+    here = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if here is not None and here.name == PROG and here.is_file():
+        return shlex.quote(str(here.absolute()))
+    beside = Path(sys.executable).parent / PROG
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return shlex.quote(str(beside.absolute()))
+    return f"{shlex.quote(sys.executable)} -m dashboard.main"
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     """Dev store in-process, seeded with mesh-shaped data, and the dashboard on top."""
     from dashboard.devstore import start_devstore
@@ -241,8 +269,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         banner = [
             f"demo store: {running.url} ({report.summary()})",
             "log in as demo / demo (editor) or viewer / viewer (read-only); Ctrl-C stops",
-            f"the CLI on this store: Mesh__KeyValue__Provider=ToskaStore "
-            f"Mesh__KeyValue__ToskaStore__BaseUrl={running.url} toska-kv check-index",
+            f"the CLI on this store: {_this_command()} --store {running.url} check-index",
         ]
         if settings.dashboard.read_only:
             banner.append("Dashboard__ReadOnly is true: the dashboard refuses every write "
@@ -302,10 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="ToskaMesh key/value dashboard and tools."
     )
+    store_help = ("the store to use, instead of Mesh__KeyValue__*: http(s)://HOST:PORT is a "
+                  "ToskaStore, redis(s)://[:PASSWORD@]HOST:PORT[/DB] a Redis")
+    token_help = ("read the ToskaStore token (or, with a redis:// --store, the Redis "
+                  "password) from this file (default: Mesh__KeyValue__ToskaStore__AuthToken)")
     parser.add_argument("--config", metavar="PATH", help=config_help)
-    # --config is accepted after the subcommand too; SUPPRESS keeps the global one
+    parser.add_argument("--store", metavar="URL", help=store_help)
+    parser.add_argument("--token-file", metavar="PATH", help=token_help)
+    # the global options are accepted after the subcommand too; SUPPRESS keeps the global one
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
+    common.add_argument("--store", metavar="URL", default=argparse.SUPPRESS, help=store_help)
+    common.add_argument("--token-file", metavar="PATH", default=argparse.SUPPRESS, help=token_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():
         child = sub.add_parser(
@@ -320,8 +355,29 @@ def _fail(message: str) -> None:
     print(f"{PROG}: {' '.join(str(message).splitlines())}", file=sys.stderr)
 
 
+#: commands that read no store settings, so ``--store``/``--token-file`` would do nothing
+_OWN_STORE = {"devstore": "serves a store of its own", "demo": "runs a store of its own",
+              "hash-password": "uses no store"}
+#: exit status when stdout is closed under a command: a shell's for SIGPIPE (128 + 13)
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``toska-kv``; returns the exit status."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # the reader went away (`| head`): no traceback; stdout goes to devnull so the
+        # interpreter's final flush cannot fail again (Python docs, "Note on SIGPIPE")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -329,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     command = COMMANDS[args.command]
     try:
+        for option in ("store", "token_file"):
+            if getattr(args, option, None) is not None and args.command in _OWN_STORE:
+                raise CommandError(f"--{option.replace('_', '-')} does not apply to "
+                                   f"`{PROG} {args.command}`: it {_OWN_STORE[args.command]}")
         if command.writes:
             settings_from(args)  # refused under Dashboard:ReadOnly, before the command runs
         return command.run(args)

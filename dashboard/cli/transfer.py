@@ -3,15 +3,18 @@
 Exit statuses: export 0 (every key written), 1 (incomplete: the store listed only part of
 the prefix (a legacy server's cap) or failed after some keys; the file then ends with its
 end marker line, ``{"incomplete": true, ...}``), 2 (bad settings, unreachable store,
-unwritable file); import 0 (all planned keys written, or nothing to do), 1 (partial: a
-store error, a conflict or a refusal of create-only; the output lists exactly which keys
-were written, which were not and which are unknown), 2 (invalid file, nothing written; bad
-settings or an unreachable store).
+unwritable file, or no key under the prefix: "no keys under 'profile:' (did you mean
+'profiles:'?)", and no file is written; ``--allow-empty`` writes the empty file, exit 0);
+import 0 (all planned keys written, or nothing to do), 1 (partial: a store error, a
+conflict or a refusal of create-only; the output lists exactly which keys were written,
+which were not and which are unknown), 2 (invalid file, nothing written; bad settings or an
+unreachable store).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -41,11 +44,14 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", metavar="FILE",
                         help="write the JSON Lines here (default: stdout)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="a prefix with no keys writes an empty file and exits 0 (by "
+                        "default: exit 2, no file written)")
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from dashboard.mesh import open_store
-    from dashboard.mesh.transfer import ExportStats, export_lines
+    from dashboard.mesh.transfer import ExportStats, NothingToExport, export_lines
 
     settings = settings_from(args)
     provider = open_store(settings)
@@ -59,9 +65,15 @@ def _run_export(args: argparse.Namespace) -> int:
                   flush=True)
 
     try:
+        lines = export_lines(provider, args.prefix, stats=stats, on_page=progress,
+                             settings=settings, allow_empty=args.allow_empty)
+        try:  # the first line before the file: an empty prefix or a store error writes none
+            first = list(itertools.islice(lines, 1))
+        except NothingToExport as error:
+            raise CommandError(str(error)) from None
         out = _open_output(args.output)
         try:
-            for line in export_lines(provider, args.prefix, stats=stats, on_page=progress):
+            for line in itertools.chain(first, lines):
                 out.write(line)
         except BaseException:
             if args.output:
@@ -78,6 +90,9 @@ def _run_export(args: argparse.Namespace) -> int:
     where = args.output or "stdout"
     if not args.quiet:
         print(f"exported {stats.keys} key(s) under {args.prefix!r} to {where}", file=sys.stderr)
+    if not stats.keys:
+        print(f"{where} is empty: no keys under {args.prefix!r} (--allow-empty)",
+              file=sys.stderr)
     if not stats.complete:
         print(f"warning: the export of {args.prefix!r} is incomplete: {stats.reason()}; "
               f"{where} ends with a line saying so", file=sys.stderr)

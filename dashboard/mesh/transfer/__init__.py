@@ -2,7 +2,8 @@
 CLI (``cli/transfer.py``).
 
 - ``jsonl``: the file format (one JSON object per key, exact for every key and value);
-- ``export``: a prefix's keys, page by page (``provider.dump``), as lines;
+- ``export``: a prefix's keys, page by page (``provider.dump``), as lines; a prefix with
+  no keys is refused (``NothingToExport``, with the closest service prefixes);
 - an import, in three steps, one module each:
   - ``import_file``: read a file (``parse``), every line checked, nothing else read;
   - ``import_plan``: plan it against the store (``make_plan``, ``restore_plan``): modes,
@@ -11,7 +12,13 @@ CLI (``cli/transfer.py``).
     audit hooks.
 """
 
-from dashboard.mesh.transfer.export import ExportStats, export_lines, file_name
+from dashboard.mesh.transfer.export import (
+    ExportStats,
+    NothingToExport,
+    close_prefixes,
+    export_lines,
+    file_name,
+)
 from dashboard.mesh.transfer.import_apply import ImportResult, apply
 from dashboard.mesh.transfer.import_file import ParsedFile, TooBig, parse, size_words
 from dashboard.mesh.transfer.import_plan import (
@@ -32,7 +39,8 @@ from dashboard.mesh.transfer.jsonl import (
 )
 
 __all__ = [
-    "MODES", "TTL_POLICIES", "ExportStats", "ImportResult", "InvalidLine", "ParsedFile", "Plan",
+    "MODES", "TTL_POLICIES", "ExportStats", "ImportResult", "InvalidLine", "NothingToExport",
+    "ParsedFile", "Plan", "close_prefixes",
     "PlannedKey", "TooBig", "apply", "decode_line", "encode_line", "export_lines", "file_name",
     "make_plan", "parse", "record", "restore_plan", "Incomplete", "marker_line", "size_words",
 ]

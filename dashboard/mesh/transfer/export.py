@@ -9,19 +9,61 @@ An export that could not read the whole prefix says so in the file: its last lin
 end marker (``jsonl.marker_line``) when a legacy server listed only its first
 ``Dashboard__LegacyListCap`` keys, or when the store failed after some keys were written
 (before any, the error is raised: nothing was written, the caller reports it).
+
+A prefix with no keys is refused (``NothingToExport``, raised before any line): a mistyped
+prefix must not "succeed" with an empty file. The error names the prefix and the closest
+known service prefixes (``did you mean 'profiles:'?``). An empty export is only written when
+the caller says so (``allow_empty``: ``toska-kv export --allow-empty``).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from dashboard.mesh.services import SEPARATOR, known_services
 from dashboard.mesh.transfer.jsonl import encode_line, marker_line
 from dashboard.stores.base import KeyValueProvider
 from dashboard.stores.errors import ProviderError
 
+if TYPE_CHECKING:
+    from dashboard.settings.model import Settings
+
 #: keys read per store call
 PAGE_SIZE = 500
+#: at most this many close prefixes are suggested
+SUGGESTIONS = 3
+
+
+class NothingToExport(Exception):
+    """No key under the prefix: most likely a typo. ``str()`` is the one line to show:
+    ``no keys under 'profile:' (did you mean 'profiles:'?)``."""
+
+    def __init__(self, prefix: str, suggestions: list[str] | None = None) -> None:
+        self.prefix = prefix
+        #: the closest known service prefixes, best first (none when nothing is close)
+        self.suggestions = list(suggestions or [])
+        hint = ""
+        if self.suggestions:
+            hint = f" (did you mean {' or '.join(repr(s) for s in self.suggestions)}?)"
+        super().__init__(f"no keys under {prefix!r}{hint}")
+
+
+def close_prefixes(provider: KeyValueProvider, prefix: str,
+                   settings: Settings | None = None) -> list[str]:
+    """The known service prefixes closest to ``prefix`` (configured ones, when ``settings``
+    are given, and discovered ones), best first; none when the store cannot list them."""
+    try:
+        if settings is not None:
+            known = [service.prefix for service in known_services(provider, settings)[0]]
+        else:
+            known = sorted(provider.list_segments("", sep=SEPARATOR, limit=1000).folders)
+    except ProviderError:
+        return []
+    candidates = [p for p in dict.fromkeys(known) if p != prefix]
+    return difflib.get_close_matches(prefix, candidates, n=SUGGESTIONS, cutoff=0.6)
 
 
 @dataclass
@@ -51,11 +93,18 @@ def export_lines(
     provider: KeyValueProvider, prefix: str, *, page_size: int = PAGE_SIZE,
     stats: ExportStats | None = None,
     on_page: Callable[[ExportStats], None] | None = None,
+    settings: Settings | None = None, allow_empty: bool = False,
 ) -> Iterator[bytes]:
     """Every key under ``prefix`` as one JSON line each, read page by page, then the end
-    marker if the export is incomplete (see the module docstring)."""
+    marker if the export is incomplete (see the module docstring).
+
+    No key under ``prefix``: ``NothingToExport`` (raised before any line, so a caller that
+    reads the first line before writing anything writes nothing), unless ``allow_empty``.
+    ``settings`` add the configured services to the suggestions."""
     stats = stats if stats is not None else ExportStats()
     yield from _key_lines(provider, prefix, page_size, stats, on_page)
+    if not stats.keys and not allow_empty:
+        raise NothingToExport(prefix, close_prefixes(provider, prefix, settings))
     if not stats.complete:
         yield marker_line(prefix, stats.keys, stats.reason())
 

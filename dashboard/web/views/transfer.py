@@ -5,7 +5,9 @@ is its progress); the first page is read before the answer starts, so a store th
 not answer gets the usual error page instead of a broken download. An incomplete export
 ends with its end marker line (``transfer.jsonl``); when that is known before the answer
 starts (a legacy server's listing cap shows on the first page), the answer also carries
-``X-Export-Complete: false``. The file's last line is what tells, in every case.
+``X-Export-Complete: false``. The file's last line is what tells, in every case. A prefix
+with no keys answers 404 "no keys under 'profile:' (did you mean 'profiles:'?)" instead of
+an empty file (``allow_empty=1`` downloads the empty file).
 
 ``/import``: upload (or paste) a file and choose a mode; ``POST /import`` shows the plan
 (nothing written) and keeps the file and what the plan saw in the session storage (shared
@@ -64,8 +66,16 @@ def export():
     if not prefix:
         abort(400, description="Name the prefix to export: /export?prefix=profiles:")
     stats = transfer.ExportStats()
-    lines = transfer.export_lines(provider(), prefix, stats=stats)
-    first = list(itertools.islice(lines, 1))  # store errors become the usual error page
+    lines = transfer.export_lines(provider(), prefix, stats=stats, settings=_settings(),
+                                  allow_empty=request.args.get("allow_empty") == "1")
+    try:
+        first = list(itertools.islice(lines, 1))  # store errors become the usual error page
+    except transfer.NothingToExport as error:
+        from dashboard.web.errors import render_error
+
+        return render_error(404, "Nothing to export", str(error),
+                            "Check the prefix: it must match the keys exactly, including the "
+                            "trailing ':'. Nothing was downloaded.")
     logger = current_app.logger
     operator = getattr(current_user, "name", "?")
 
