@@ -255,9 +255,27 @@ def _key_cells(key: str, finalize: Callable[[Any], Any] | None,
             str.__str__(show_key_wrap(key)))
 
 
+#: what the elements of each Redis collection are called: (one, many)
+_ELEMENT_NAMES = {"hash": ("field", "fields"), "list": ("item", "items"),
+                  "set": ("member", "members"), "zset": ("member", "members"),
+                  "stream": ("entry", "entries")}
+
+
+def element_count(entry: Entry) -> str | None:
+    """A Redis collection's size in its own elements ("1,204 fields"); None for a string,
+    and for a type whose length was not read (a module type)."""
+    if entry.value is not None or entry.length is None:
+        return None
+    one, many = _ELEMENT_NAMES.get(entry.type, ("element", "elements"))
+    return f"{entry.length:,} {one if entry.length == 1 else many}"
+
+
 def _size_cell(entry: Entry, finalize: Callable[[Any], Any] | None) -> str:
     if entry.value is not None:
         return human_size(entry.size)
+    count = element_count(entry)
+    if count is not None:  # digits and fixed words: nothing to escape
+        return count
     return str.__str__(escape(entry.type if finalize is None else finalize(entry.type)))
 
 

@@ -65,6 +65,17 @@ class RedisReads:
     _redis: Any
     name: str
 
+    def memory_usage(self, key: str) -> int | None:
+        """The bytes Redis takes for ``key`` (``MEMORY USAGE``: one call, sampled for a big
+        collection); None when the key is gone or the server refuses the command (an ACL
+        without ``MEMORY``, a proxy that does not offer it). Not part of the contract."""
+        raw_key = self._encode_key(key)  # type: ignore[attr-defined]
+        try:
+            reply = self._redis.memory_usage(raw_key)
+        except rx.ResponseError:  # NOPERM, unknown command
+            return None
+        return int(reply) if reply is not None else None
+
     def _read_one(self, raw_key: bytes) -> Entry | None:
         """One key read exactly (its token can be compared), as a write compares it."""
         return self._read_entries([raw_key], exact=True)[0]

@@ -24,7 +24,7 @@ from dashboard.web import discovery, forms, metrics
 from dashboard.web.auth import editor_required
 from dashboard.web.current import provider
 from dashboard.web.formatting import parse_ttl
-from dashboard.web.views.keys import parent_prefix
+from dashboard.web.views.keys import parent_prefix, too_big_to_edit
 
 bp = Blueprint("edits", __name__)
 #: one line per write: who changed which key (the roadmap's audit trail starts here)
@@ -217,12 +217,14 @@ def _require_text_key(key: str) -> None:
 def edit_form():
     key = request.args.get("key", "")
     _require_text_key(key)
-    entry = provider().get(key)
+    # a value bigger than the form takes is not read whole (one byte more tells "bigger")
+    entry = provider().get(key, max_bytes=_max_bytes() + 1)
     if not entry.editable:
         flash(f"{entry.type} values are shown read-only.", "error")
         return redirect(url_for("keys.detail", key=key))
-    if entry.size > _max_bytes():
-        flash(_too_big(entry.size), "error")
+    if entry.partial or entry.size > _max_bytes():
+        # the key page says the same and offers the download instead of an editor
+        flash(too_big_to_edit(entry.size, _max_bytes()), "error")
         return redirect(url_for("keys.detail", key=key))
     pretty = meshjson.pretty(entry.value or "")
     form = WriteForm(

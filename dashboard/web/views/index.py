@@ -52,7 +52,12 @@ def _check(service: mesh.Service, *, reuse: bool) -> mesh.DriftReport:
 def overview():
     services = mesh.services_with_index(provider(), current_app.config["KV_SETTINGS"],
                                         discovered().services)
-    return render_template("index/overview.html", services=services,
+    # each row checks again as the page loads; meanwhile it shows this process's last
+    # check of the service (a check page or a background job), saying when that was
+    recent = jobs.recent_reports()
+    last = {service.prefix: report for service in services
+            if (report := recent.get(service.prefix, None)) is not None}
+    return render_template("index/overview.html", services=services, last=last,
                            capabilities=provider().capabilities())
 
 

@@ -22,10 +22,11 @@ from flask_login import login_required
 
 from dashboard import mesh
 from dashboard.mesh import meshjson
+from dashboard.mesh.text import human_size
 from dashboard.stores import budget, glob
 from dashboard.stores.errors import InvalidRequest, NotFound
 from dashboard.web.current import provider, requested_key
-from dashboard.web.formatting import pretty_content
+from dashboard.web.formatting import element_count, pretty_content
 from dashboard.web.htmx import is_htmx, render
 
 bp = Blueprint("keys", __name__)
@@ -225,16 +226,42 @@ def folder_count():
     return render_template("keys/_count.html", count=count, exact=exact)
 
 
+def too_big_to_edit(size: int, limit: int) -> str:
+    """Why a value is not offered for editing: the one sentence the key page and the edit
+    address both give."""
+    return (f"This value is {human_size(size)}, more than the {human_size(limit)} the "
+            "browser edits (Dashboard__MaxRenderBytes), so it is not offered for editing: "
+            "download it, and write it with the store's own tools.")
+
+
+def memory_usage(store, key: str) -> int | None:
+    """The bytes the store says ``key`` takes (Redis ``MEMORY USAGE``), where it tells.
+
+    Not a contract method: only a store that has it answers, and None where it is refused
+    (an ACL without ``MEMORY``) or unknown.
+    """
+    usage = getattr(store, "memory_usage", None)
+    if not callable(usage):
+        return None
+    try:
+        found = usage(key)
+    except Exception:  # noqa: BLE001 - an extra on the page, never the reason it fails
+        current_app.logger.debug("no memory usage for %r", key, exc_info=True)
+        return None
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
+
+
 @bp.get("/key")
 @login_required
 def detail():
     key = requested_key("Open a key from the browser or pass ?key=<full key>.")
     settings = current_app.config["KV_SETTINGS"]
     limit = settings.dashboard.max_render_bytes
+    store = provider()
     try:
         # where the store can, only what the page shows travels (one byte more tells
         # "bigger than the limit")
-        entry = provider().get(key, max_bytes=limit + 1)
+        entry = store.get(key, max_bytes=limit + 1)
     except NotFound:
         return render_template("keys/missing.html", key=key, prefix=parent_prefix(key)), 404
     # one copy of the value in the page, never more than the limit: a 100 MB value is a
@@ -247,12 +274,17 @@ def detail():
         pretty, json_note = json_view(entry.value)
         raw = request.args.get("view") == "raw" or pretty is None
         shown = (entry.value if raw else pretty) if entry.value is not None else None
+    # a Redis collection's size is its element count (and, where Redis tells, its memory)
+    count = element_count(entry)
     return render_template(
         "keys/detail.html", entry=entry, pretty=pretty, json_note=json_note, shown=shown,
         showing_pretty=not truncated and pretty is not None and shown == pretty,
         truncated=truncated, limit=limit,
+        # the edit form takes at most ``limit`` bytes: a bigger value is a download only
+        edit_refused=too_big_to_edit(entry.size, limit) if truncated else None,
+        count=count, memory=memory_usage(store, key) if count is not None else None,
         prefix=parent_prefix(key), crumbs=breadcrumbs(parent_prefix(key)),
-        service=mesh.service_for_key(settings, key), capabilities=provider().capabilities(),
+        service=mesh.service_for_key(settings, key), capabilities=store.capabilities(),
     )
 
 
