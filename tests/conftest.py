@@ -11,9 +11,11 @@ import pytest
 from dashboard.devstore import start_devstore
 from tests.support.backends import BACKEND_NAMES, Backend, start_backend
 from tests.support.live import chromium
+from tests.support.processes import kill_all, live_children
 from tests.support.webapp import login, make_app
 
 _prefix_counter = itertools.count()
+_LEAKED = pytest.StashKey[list[str]]()
 
 
 @pytest.fixture(scope="session", params=BACKEND_NAMES)
@@ -127,3 +129,44 @@ def redis_server():
 
     with RedisServer() as server:
         yield server
+
+
+# --- no test leaves a process behind: the run fails on a leftover child -----------------
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After every fixture is torn down: a child of this pytest process still running is
+    a leak. It is killed, and the run fails naming its command line. Under xdist each
+    worker checks its own children and hands them to the controller; the workers
+    themselves, and the dev store ``scripts/with-devstore`` started beside pytest, are not
+    pytest's leftovers."""
+    leftovers = live_children()
+    kill_all(leftovers)
+    found = [f"pid {child.pid}: {child.command}" for child in leftovers]
+    worker_output = getattr(session.config, "workeroutput", None)
+    if worker_output is not None:  # an xdist worker: the controller reports
+        worker_output["leaked_processes"] = found
+        return
+    leaked = session.config.stash.setdefault(_LEAKED, [])
+    leaked.extend(found)
+    if leaked and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """xdist: a worker's leftover children, as its session finish found them."""
+    found = getattr(node, "workeroutput", {}).get("leaked_processes", [])
+    worker = getattr(node, "gateway", None)
+    name = getattr(worker, "id", "worker")
+    node.config.stash.setdefault(_LEAKED, []).extend(f"{name} {line}" for line in found)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    leaked = config.stash.get(_LEAKED, [])
+    if leaked:
+        terminalreporter.section("processes left running", sep="=", red=True, bold=True)
+        terminalreporter.line("the tests left these child processes running (now killed); "
+                              "the run fails:", red=True)
+        for line in leaked:
+            terminalreporter.line(f"  {line}")

@@ -239,8 +239,13 @@ def test_demo_banner_tells_how_to_point_the_cli_at_its_store():
         lines = [demo.stdout.readline() for _ in range(4)]
     finally:
         demo.terminate()
-        demo.wait(timeout=30)
-        demo.stdout.close()
+        try:
+            demo.wait(timeout=30)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+                demo.wait()
+            demo.stdout.close()
     hint = next((line for line in lines if "check-index" in line), "")
     store = next(line for line in lines if line.startswith("demo store: ")).split()[2]
     # runs as printed: test_cli_ergonomics.test_the_demo_prints_a_command_that_runs_as_printed

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from dashboard.devstore import DevStore, start_devstore
+from tests.support.processes import ctrl_c, interruptible, kill_group
 
 #: built once and shared: httpx would build a TLS context per client (~20 ms each)
 TLS = ssl.create_default_context()
@@ -722,9 +723,10 @@ def test_direct_store_api():
 
 def test_serve_prints_its_address_and_exits_on_ctrl_c():
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
+    # a Ctrl-C that does not depend on the terminal: pytest may run in the background
+    proc = interruptible(
         [sys.executable, "-c", "from dashboard.devstore import serve; serve(port=0)"],
-        cwd=repo,
+        cwd=repo, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -738,12 +740,11 @@ def test_serve_prints_its_address_and_exits_on_ctrl_c():
         )
         assert match, line
         assert httpx.get(match.group(1) + "/health", timeout=5).json()["status"] == "healthy"
-        proc.send_signal(2)  # SIGINT, as Ctrl-C sends
+        ctrl_c(proc)
         out, err = proc.communicate(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        kill_group(proc)
+        proc.communicate()
     assert proc.returncode == 0
     assert "Traceback" not in err
 

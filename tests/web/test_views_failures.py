@@ -6,7 +6,6 @@ import html
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 
@@ -21,6 +20,7 @@ from dashboard.stores.redis.provider import RedisProvider
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
 from dashboard.web.app import create_app
 from tests.support.other_servers import HTML_PAGE, NOT_FOUND_JSON, answering_everything
+from tests.support.processes import ctrl_c, interruptible, kill_group
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.webapp import csrf_token, login, make_app, post_form
 
@@ -191,10 +191,13 @@ def test_path_base_serves_under_the_prefix_and_at_the_root(toska):
 def test_demo_command_serves_a_seeded_store():
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
+    # stopped with a Ctrl-C that does not depend on the terminal (pytest may run in the
+    # background, where an inherited SIGINT is ignored)
+    process = interruptible(
         [sys.executable, "-m", "dashboard.main", "demo", "--port", str(port),
          "--services", "3", "--keys-per-service", "40"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=env)
     try:
         banner = [process.stdout.readline() for _ in range(3)]
         assert f"http://127.0.0.1:{port}/" in banner[0]
@@ -207,9 +210,13 @@ def test_demo_command_serves_a_seeded_store():
             services = client.get("/services").text
             assert services.count('data-testid="service-row"') == 3
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
-        process.stdout.close()
+        ctrl_c(process)
+        try:
+            stopped = process.wait(timeout=10)
+        finally:
+            kill_group(process)
+            process.stdout.close()
+    assert stopped == 0, "the demo ends on Ctrl-C"
 
 
 
