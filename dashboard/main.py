@@ -26,7 +26,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from dashboard.cli import common
 from dashboard.cli.common import EXIT_ERROR, PROG, WRITES_ATTR, Command, CommandError, settings_from
+from dashboard.mesh import audit
 from dashboard.settings.errors import ConfigError
 from dashboard.settings.load import load_settings
 from dashboard.settings.sources import APPSETTINGS_ENV
@@ -347,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=command.help, description=command.help, parents=[common]
         )
         command.configure(child)
+        if command.writes:
+            child.add_argument("--reason", metavar="TEXT", help=(
+                "why this write is made (an incident link): kept on each audit entry"))
+            child.add_argument("--actor", metavar="NAME", help=(
+                "who the write is made for, beside your OS user, on the audit trail"))
         child.set_defaults(**{WRITES_ATTR: command.writes})
     return parser
 
@@ -391,6 +398,8 @@ def _main(argv: list[str] | None) -> int:
                                    f"`{PROG} {args.command}`: it {_OWN_STORE[args.command]}")
         if command.writes:
             settings_from(args)  # refused under Dashboard:ReadOnly, before the command runs
+            with audit.acting_because(args.reason), common.acting_as(args.actor):
+                return command.run(args)
         return command.run(args)
     except (ConfigError, ProviderError, CommandError) as exc:
         _fail(str(exc))

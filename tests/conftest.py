@@ -10,7 +10,7 @@ import pytest
 
 from dashboard.devstore import start_devstore
 from tests.support.backends import BACKEND_NAMES, Backend, start_backend
-from tests.support.live import chromium
+from tests.support.live import checked_page, chromium
 from tests.support.processes import kill_all, live_children
 from tests.support.webapp import login, make_app
 
@@ -79,20 +79,9 @@ def browser():
 @pytest.fixture
 def page(browser, base_url, request, tmp_path):
     """A fresh browser context; the failing screen is saved under the test's temp dir."""
-    context = browser.new_context(base_url=base_url, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    refused: list[str] = []
-    page.on("console", lambda message: refused.append(message.text)
-            if "Content Security Policy" in message.text else None)
-    yield page
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-        (tmp_path / "failure.html").write_text(page.content())
-        print(f"screenshot of the failing screen: {tmp_path / 'failure.png'}")
-    context.close()
-    assert not refused, f"the page broke its Content-Security-Policy: {refused}"
+    with checked_page(browser, request, tmp_path, base_url=base_url,
+                      accept_downloads=True) as page:
+        yield page
 
 
 # --- the CLI reads the environment: tests start from none of the mesh's settings -------

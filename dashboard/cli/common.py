@@ -172,12 +172,29 @@ def ask(question: str, out) -> str:
     return sys.stdin.readline().strip()
 
 
-def actor() -> str:
-    """Who the audit trail names for a command-line write."""
+#: ``--actor``: who a command's writes are made for, beside the OS user
+_acting_for: str | None = None
+
+
+@contextmanager
+def acting_as(name: str | None) -> Iterator[None]:
+    """The writes inside the block name ``name`` (``--actor``) beside the OS user."""
+    global _acting_for
+    before, _acting_for = _acting_for, (" ".join(name.split()) or None) if name else None
     try:
-        return f"cli:{getpass.getuser()}"
+        yield
+    finally:
+        _acting_for = before
+
+
+def actor() -> str:
+    """Who the audit trail names for a command-line write: ``cli:<OS user>``, and
+    ``as <name>`` when ``--actor`` names someone."""
+    try:
+        who = f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no user name in a bare container
-        return "cli"
+        who = "cli"
+    return f"{who} as {_acting_for}" if _acting_for else who
 
 
 @contextmanager

@@ -92,6 +92,10 @@ class DevStoreConfig:
     write_fails_after_apply: bool = False
     #: answer a write 500 at once and apply it this many ms later (0: off):
     write_applies_late_ms: int = 0
+    #: with write_applies_late_ms: a late write also waits for this event (``faults()``
+    #: sets one and releases it when its block ends, so a loaded machine cannot apply the
+    #: write before the client has read back what it needs to see as "not yet")
+    late_write_gate: threading.Event | None = None
     #: refuse a write with this status without applying it (0: off): 429 as the rate
     #: limiter does, 503 as a stopped KV process does, 500 as a crash before applying:
     write_refused_status: int = 0

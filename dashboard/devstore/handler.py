@@ -138,7 +138,8 @@ class DevStoreHandler(BaseHTTPRequestHandler):
         if cfg.write_refused_status:
             return _refusal(cfg.write_refused_status)
         if cfg.write_applies_late_ms > 0:
-            timer = threading.Timer(cfg.write_applies_late_ms / 1000, routes.run, (req, segments))
+            timer = threading.Timer(cfg.write_applies_late_ms / 1000, _apply_late,
+                                    (cfg.late_write_gate, routes.run, req, segments))
             timer.daemon = True
             timer.start()
             return failed
@@ -320,3 +321,9 @@ class DevStoreHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+
+def _apply_late(gate: threading.Event | None, run, req, segments) -> None:
+    if gate is not None:
+        gate.wait(30)  # bounded: a test that never releases it does not keep a thread for ever
+    run(req, segments)

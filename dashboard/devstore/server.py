@@ -147,8 +147,15 @@ class RunningDevStore:
     def faults(self, **modes: Any) -> Iterator[None]:
         """Switch run-time modes of ``config`` for a block, then put them back as they were:
         ``delay_ms``, ``unavailable``, ``write_answer_delay_ms``, ``write_fails_after_apply``,
-        ``write_applies_late_ms``, ``write_refused_status``, ``write_fault_match``."""
+        ``write_applies_late_ms``, ``write_refused_status``, ``write_fault_match``.
+
+        Writes applied late are held until the block ends (and their delay has passed), so
+        what the client reads back inside the block never depends on the machine's speed."""
         config = self._server.config
+        gate = None
+        if modes.get("write_applies_late_ms"):
+            gate = threading.Event()
+            modes = {**modes, "late_write_gate": gate}
         for name in modes:
             if not hasattr(config, name):
                 raise ValueError(f"the dev store has no mode {name!r}")
@@ -160,6 +167,8 @@ class RunningDevStore:
         finally:
             for name, value in before.items():
                 setattr(config, name, value)
+            if gate is not None:
+                gate.set()
 
     def set_unavailable(self, flag: bool) -> None:
         """Make /kv* and /stats answer 503 store_unavailable and /health 503 unhealthy."""

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,28 @@ _HOST = socket.gethostname()
 #: what an entry is handed to after its log line: (entry, old value, new value)
 Delivery = Callable[[dict[str, Any], "str | None", "str | None"], None]
 _deliveries: list[Delivery] = []
+#: the elevation reason the writes of this request (or command) are made under
+_REASON: ContextVar[str | None] = ContextVar("audit_reason", default=None)
+
+
+def set_reason(reason: str | None) -> Token:
+    """Later entries of this context carry ``reason`` (an elevation's, a CLI ``--reason``);
+    hand the token to ``reset_reason`` when the request or command ends."""
+    return _REASON.set(reason)
+
+
+def reset_reason(token: Token) -> None:
+    _REASON.reset(token)
+
+
+@contextmanager
+def acting_because(reason: str | None) -> Iterator[None]:
+    """Entries made inside the block carry ``reason``."""
+    token = set_reason(reason)
+    try:
+        yield
+    finally:
+        reset_reason(token)
 
 
 def deliver_to(delivery: Delivery) -> None:
@@ -86,10 +109,14 @@ def _record(entry: dict[str, Any], message: str, *args: Any,
     entry = {"id": uuid.uuid4().hex[:16], "ts": int(now * 1000),
              "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
              **entry, "host": _HOST}
+    reason = _REASON.get()
+    if reason and "reason" not in entry:
+        entry["reason"] = reason
+        message, args = message + " (reason: %s)", (*args, reason)
     index = entry.get("index") or {}
     fields = {name: entry.get(name) for name in (
         "operator", "action", "key", "outcome", "old_version", "new_version", "old_size",
-        "new_size")}
+        "new_size", "reason")}
     fields["index"] = index.get("status")
     if "added_count" in index:  # a repair, an import's index update
         fields.update(service=entry.get("service"), added=index.get("added_count"),
@@ -225,3 +252,10 @@ def _v(version: int | None) -> str:
 
 def _n(size: int | None) -> str:
     return "-" if size is None else str(size)
+
+
+def elevation(action: str, operator: str, reason: str, detail: str) -> dict[str, Any]:
+    """An elevation started or ended (``elevation-started``/``elevation-ended``)."""
+    return _record({"operator": operator, "action": action, "key": None, "outcome": detail,
+                    "reason": reason},
+                   "%s: %s (%s) because %r", action, operator, detail, reason)

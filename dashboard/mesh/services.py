@@ -113,7 +113,8 @@ def known_services(provider: KeyValueProvider, settings) -> tuple[list[Service],
     server by skipping from one to the next). Returns the services and whether
     discovery saw every prefix.
     """
-    services: dict[str, Service] = {s.prefix: s for s in configured_services(settings)}
+    services: dict[str, Service] = {s.prefix: s for s in configured_services(settings)
+                                    if provider.reads_under(s.prefix)}
     discovered = provider.list_segments("", sep=SEPARATOR, limit=1000)
     for prefix in sorted(discovered.folders):
         services.setdefault(prefix, _default_service(settings, prefix))
@@ -131,7 +132,8 @@ def services_with_index(
     """
     if known is None:
         known = known_services(provider, settings)[0]
-    candidates = [s for s in known if s.keeps_index is not False]
+    candidates = [s for s in known if s.keeps_index is not False
+                  and provider.may_read(s.index_full_key)]
     found = provider.exists_many([s.index_full_key for s in candidates]) if candidates else {}
     return [s for s in candidates if found.get(s.index_full_key) or s.keeps_index]
 

@@ -32,6 +32,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from dashboard.settings.access import access_settings, text_list
 from dashboard.settings.dotnet import parse_provider
 from dashboard.settings.errors import MASK, Path, _display, env_name, mask_url
 from dashboard.settings.model import (
@@ -138,7 +139,9 @@ def _users(reader: _Reader) -> tuple[UserSettings, ...]:
             raise reader.fail(
                 (*base, "Role"), reader.value((*base, "Role")), "must be viewer or editor"
             )
-        users.append(UserSettings(name=name.strip(), password_hash=password_hash, role=role))
+        groups = tuple(group.lower() for group in text_list(reader, (*base, "Groups")))
+        users.append(UserSettings(name=name.strip(), password_hash=password_hash, role=role,
+                                  groups=groups))
     return tuple(users)
 
 
@@ -288,6 +291,8 @@ def load_settings(
     # --- live view ----------------------------------------------------------------------
     dashboard = replace(dashboard, max_live_streams=reader.integer(
         (*DB, "MaxLiveStreams"), DashboardSettings.max_live_streams, minimum=0))
+    # --- access per prefix, masking, elevation, environment ----------------------------
+    dashboard = replace(dashboard, **access_settings(reader, warnings))
     return Settings(
         provider=provider,
         toskastore=toskastore,

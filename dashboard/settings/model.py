@@ -48,6 +48,33 @@ class UserSettings:
     name: str
     password_hash: str = field(repr=False)
     role: Literal["viewer", "editor"] = "viewer"
+    #: ``Dashboard:Users:N:Groups``, lower-cased: the groups access rules may name
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """``Dashboard:Access:N``: the role some operators have on some service prefixes.
+
+    A prefix any rule names is restricted: only the operators its rules name reach it.
+    """
+
+    prefixes: tuple[str, ...]
+    role: Literal["none", "viewer", "editor"]
+    #: operator names, exact
+    users: frozenset[str] = frozenset()
+    #: group names, lower-cased (SSO groups and ``Dashboard:Users:N:Groups``)
+    groups: frozenset[str] = frozenset()
+    #: store names the rule is limited to (empty: every store)
+    stores: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MaskingRule:
+    """``Dashboard:Masking:N``: JSON properties hidden from those who may not write there."""
+
+    prefixes: tuple[str, ...]
+    json_fields: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -120,6 +147,17 @@ class DashboardSettings:
     #: keep it below gunicorn's --threads (0 turns the live view off)
     max_live_streams: int = 20
 
+    # --- access per prefix, masking, elevation, environment (settings/access.py) ---------
+    access_rules: tuple[AccessRule, ...] = ()
+    masking_rules: tuple[MaskingRule, ...] = ()
+    #: editors browse read-only until they elevate (POST /elevate with a reason)
+    elevation_required: bool = False
+    elevation_max_minutes: int = 60
+    #: a band on every page and the name in the title (e.g. "production")
+    environment_name: str | None = None
+    #: the band's colour, ``#rrggbb``/``#rgb``
+    environment_color: str | None = None
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -188,7 +226,8 @@ class Settings:
             "Dashboard": {
                 "SecretKey": MASK if db.secret_key else None,
                 "Users": [
-                    {"Name": u.name, "PasswordHash": MASK, "Role": u.role} for u in db.users
+                    {"Name": u.name, "PasswordHash": MASK, "Role": u.role,
+                     "Groups": ",".join(u.groups)} for u in db.users
                 ],
                 "UsersFile": db.users_file,
                 "Services": [
@@ -226,5 +265,18 @@ class Settings:
                 "AuditMaxEntries": db.audit_max_entries,
                 "MaxImportBytes": db.max_import_bytes,
                 "MaxLiveStreams": db.max_live_streams,
+                "Access": [
+                    {"Prefixes": ",".join(r.prefixes), "Role": r.role,
+                     "Users": ",".join(sorted(r.users)), "Groups": ",".join(sorted(r.groups)),
+                     "Stores": ",".join(r.stores)}
+                    for r in db.access_rules
+                ],
+                "Masking": [
+                    {"Prefixes": ",".join(r.prefixes), "JsonFields": ",".join(sorted(r.json_fields))}
+                    for r in db.masking_rules
+                ],
+                "Elevation": {"Required": db.elevation_required,
+                              "MaxMinutes": db.elevation_max_minutes},
+                "Environment": {"Name": db.environment_name, "Color": db.environment_color},
             },
         }

@@ -121,6 +121,24 @@ class KeyValueProvider(ABC):
         (a lone surrogate as its three bytes, as ``Entry.size`` counts it).
         """
 
+    # -- access (``mesh.access``): a store itself lets its caller reach every key; the
+    # -- guarded view a web request works on answers for its operator ----------------------
+
+    def may_read(self, key: str) -> bool:
+        """Whether the caller may read ``key`` (or the keys under a prefix)."""
+        return True
+
+    def may_write(self, key: str) -> bool:
+        """Whether the caller may change ``key`` now."""
+        return True
+
+    def reads_under(self, prefix: str) -> bool:
+        """Whether the caller may read some key under ``prefix``."""
+        return True
+
+    def check_read(self, key: str) -> None:  # noqa: B027 - a store itself refuses nothing
+        """Raise a ``ProviderError`` (403) saying why, unless the caller may read ``key``."""
+
     def exists_many(self, keys: Sequence[str]) -> dict[str, bool]:
         """Which of ``keys`` exist, without reading their values where the store allows.
 

@@ -189,7 +189,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ``KV_PROVIDER`` (a provider instance to use instead of building one).
     """
     from dashboard.mesh import open_store
-    from dashboard.web import audit_journal, auth, errors, logs, metrics, sso
+    from dashboard.web import access, audit_journal, auth, errors, logs, metrics, sso
     from dashboard.web.views import audit as audit_views
     from dashboard.web.views import register_blueprints
 
@@ -255,6 +255,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app, auth.load_operators(settings))
     sso.init_app(app)  # builds on auth: its operators and session fingerprint
+    # after sso: its checks ask who the operator is, which single sign-on settles first
+    access.init_app(app)
     errors.init_app(app)
     register_blueprints(app)
     # observability: /metrics (and the metered provider), the audit trail and /audit

@@ -17,7 +17,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    abort,
     current_app,
     flash,
     g,
@@ -31,7 +30,7 @@ from flask import (
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
-from flask_login import LoginManager, current_user, login_required, login_user, logout_user
+from flask_login import LoginManager, current_user, login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from dashboard.settings.errors import ConfigError
@@ -65,6 +64,8 @@ class Operator:
     #: what identifies the credential in ``fingerprint``: the hash, except for the demo
     #: accounts, whose hash is salted anew in every process but whose password is fixed
     credential: str = field(default="", repr=False)
+    #: lower-cased groups the access rules may name (``Dashboard:Users:N:Groups``, SSO)
+    groups: tuple[str, ...] = ()
 
     is_authenticated = True
     is_active = True
@@ -76,7 +77,8 @@ class Operator:
     @property
     def fingerprint(self) -> str:
         """Changes when the operator's password hash or role changes in the configuration."""
-        material = "\0".join((self.name, self.role, self.credential or self.password_hash))
+        material = "\0".join((self.name, self.role, self.credential or self.password_hash,
+                              ",".join(sorted(self.groups))))
         return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()
 
 
@@ -99,7 +101,11 @@ def _load_users_file(path: str) -> list[UserSettings]:
                 f"Dashboard__UsersFile: {path!r} has an entry without name/passwordHash "
                 "or with a role other than viewer/editor"
             )
-        users.append(UserSettings(str(fields["name"]), str(fields["passwordhash"]), role))
+        groups = fields.get("groups") or ()
+        if isinstance(groups, str):
+            groups = groups.split(",")
+        users.append(UserSettings(str(fields["name"]), str(fields["passwordhash"]), role,
+                                  tuple(str(g).strip().lower() for g in groups if str(g).strip())))
     return users
 
 
@@ -108,7 +114,8 @@ def load_operators(settings) -> dict[str, Operator]:
     users = list(settings.dashboard.users)
     if settings.dashboard.users_file:
         users.extend(_load_users_file(settings.dashboard.users_file))
-    operators = {u.name: Operator(u.name, u.role, u.password_hash) for u in users}
+    operators = {u.name: Operator(u.name, u.role, u.password_hash, groups=u.groups)
+                 for u in users}
     if settings.dashboard.demo:
         for name, password, role in DEMO_USERS:
             operators.setdefault(name, Operator(name, role, generate_password_hash(password),
@@ -310,33 +317,6 @@ def _safe_next(target: str | None) -> str | None:
     if parts.path in (url_for("auth.login"), url_for("auth.logout")):
         return None
     return target.rstrip("?") or None
-
-
-def can_write() -> bool:
-    """The current operator may change data: an editor, and the dashboard is not read-only."""
-    return (
-        getattr(current_user, "role", None) == "editor"
-        and not current_app.config["KV_SETTINGS"].dashboard.read_only
-    )
-
-
-def editor_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Refuse writes for viewers and in read-only mode (403), after requiring a login."""
-
-    @login_required
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not can_write():
-            abort(403, description=_write_refusal())
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
-def _write_refusal() -> str:
-    if current_app.config["KV_SETTINGS"].dashboard.read_only:
-        return "The dashboard runs read-only (Dashboard__ReadOnly=true): nothing can be changed."
-    return "Your role is viewer: you can read data but not change it. Ask for the editor role."
 
 
 @bp.route("/login", methods=["GET", "POST"])

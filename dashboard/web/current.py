@@ -1,4 +1,4 @@
-"""What a request works on: the store chosen at start-up and the key it names."""
+"""What a request works on: the store as the operator may see it, and the key it names."""
 
 from __future__ import annotations
 
@@ -16,5 +16,14 @@ def requested_key(how: str = "Pass ?key=<full key>.") -> str:
 
 
 def provider() -> KeyValueProvider:
-    """The process-wide provider chosen at start-up."""
+    """The store as the current operator may see and change it: every view reads and writes
+    through this, so the access rules and masking hold on every route (``web.access``)."""
+    from dashboard.web.access import request_store
+
+    return request_store()
+
+
+def shared_store() -> KeyValueProvider:
+    """The process-wide store, unguarded: only for what every operator shares (the service
+    discovery cache), whose results are filtered per operator before they are shown."""
     return current_app.extensions["kv_provider"]

@@ -20,7 +20,7 @@ from flask import current_app
 
 from dashboard import mesh
 from dashboard.stores.errors import ProviderError
-from dashboard.web.current import provider
+from dashboard.web.current import provider, shared_store
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,21 @@ class _Cache:
 
 
 def discovered(*, refresh: bool = False) -> Discovered:
-    """The known services (configured first, then discovered), from the cache when fresh."""
+    """The known services the operator may read (configured first, then discovered), from
+    the cache when fresh: the cache holds every service, each operator sees theirs."""
+    found = _discovered_by_anyone(refresh=refresh)
+    guard = provider()
+    return replace(found, services=[s for s in found.services if guard.reads_under(s.prefix)])
+
+
+def _discovered_by_anyone(*, refresh: bool = False) -> Discovered:
     cache: _Cache = current_app.extensions.setdefault("discovery", _Cache())
     ttl = current_app.config["KV_SETTINGS"].dashboard.discovery_cache_seconds
     with cache.lock:  # one walk at a time; the others wait and reuse it
         value = cache.value
         if refresh or cache.stale or value is None or value.age_seconds >= ttl:
             try:
-                services, complete = mesh.known_services(provider(),
+                services, complete = mesh.known_services(shared_store(),
                                                          current_app.config["KV_SETTINGS"])
             except ProviderError as error:
                 if value is None:

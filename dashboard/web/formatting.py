@@ -161,8 +161,43 @@ def has_hidden_characters(value: object) -> bool:
     return bool(_VALUE_SPECIAL.search(_text(value)))
 
 
+#: how far back from the limit a preview looks for a word or punctuation boundary
+BOUNDARY_REACH = 20
+
+
+def _joins(before: str, after: str) -> bool:
+    """Whether a cut between these two characters would split what reads as one: a word
+    (letters, digits and their accents), a base and its accent, or an emoji sequence."""
+    # marks (accents, variation selectors) belong to the character before them, and a
+    # zero-width joiner holds an emoji sequence together
+    if unicodedata.category(after)[0] == "M" or "\u200d" in (before, after):
+        return True
+    return after.isalnum() and (before.isalnum() or unicodedata.category(before)[0] == "M")
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters: whole when it fits, else cut at the last
+    word or punctuation boundary before the limit, and ending with an ellipsis.
+
+    The cut keeps punctuation before it (``"name":…``) and drops spaces; one long token
+    (no boundary in the last ``BOUNDARY_REACH`` characters) is cut where the limit falls.
+    Characters are cut, not their escapes: ``_visible`` turns each hidden character that
+    is kept into its whole escape afterwards.
+    """
+    if len(text) <= limit:
+        return text
+    end = limit - 1  # the ellipsis takes the last place
+    for cut in range(end, max(end - BOUNDARY_REACH, 0), -1):
+        if not _joins(text[cut - 1], text[cut]):
+            kept = text[:cut].rstrip(" ")
+            if kept:
+                return kept + "…"
+    return text[:end] + "…"
+
+
 def preview(entry: Entry, limit: int = 120) -> Markup:
-    """A one-line excerpt of the value, escaped, with hidden characters shown as escapes."""
+    """A one-line excerpt of the value, escaped, with hidden characters shown as escapes;
+    a long value is cut at a word or punctuation boundary (``shorten``)."""
     if entry.value is None:
         length = f" ({entry.length} items)" if entry.length is not None else ""
         return escape(f"[{entry.type}{length}]")
@@ -174,7 +209,7 @@ def preview(entry: Entry, limit: int = 120) -> Markup:
         # character) with single spaces: nothing to collapse, nothing to show as an escape
         flat = head.strip(" ")
         if len(flat) > limit:
-            return escape(flat[: limit - 1] + "…")
+            return escape(shorten(flat, limit))
         if len(text) <= limit * 2:
             return escape(flat)
     flat = _PREVIEW_SPACE.sub(" ", head).strip(" ")
@@ -183,8 +218,7 @@ def preview(entry: Entry, limit: int = 120) -> Markup:
         # this is what the longer look gives: collapsing a longer start only adds text
         # after the part already enough for a preview.
         flat = _PREVIEW_SPACE.sub(" ", text[: limit * 8]).strip(" ")
-    cut = flat if len(flat) <= limit else flat[: limit - 1] + "…"
-    return _visible(cut, _VALUE_SPECIAL)
+    return _visible(shorten(flat, limit), _VALUE_SPECIAL)
 
 
 def pretty_content(content) -> str:
@@ -279,9 +313,21 @@ def _size_cell(entry: Entry, finalize: Callable[[Any], Any] | None) -> str:
     return str.__str__(escape(entry.type if finalize is None else finalize(entry.type)))
 
 
+def size_attr(entry: Entry) -> str:
+    """The ``data-size`` attribute a browse row sorts by: a string's bytes, a collection's
+    elements, ``""`` for a type whose length was not read (sorted last)."""
+    if entry.value is not None:
+        return str(entry.size)
+    return "" if entry.length is None else str(entry.length)
+
+
 @pass_environment
 def key_rows(env, entries: Iterable[Entry]) -> Markup:
-    """The ``<tr data-testid="key-row">`` rows of a browse page (``keys/_rows.html``)."""
+    """The ``<tr data-testid="key-row">`` rows of a browse page (``keys/_rows.html``).
+
+    Each row carries what ``static/browse.js`` sorts by: ``data-key``, ``data-size``
+    (``size_attr``) and the TTL cell's ``data-ttl-ms``.
+    """
     url_of, url_prefix, url_plain = _key_links()
     url_prefix_html = str.__str__(escape(url_prefix))
     finalize = env.finalize
@@ -290,7 +336,8 @@ def key_rows(env, entries: Iterable[Entry]) -> Markup:
     for entry in entries:
         data_key, link, shown = _key_cells(entry.key, finalize, url_of, url_plain,
                                            url_prefix_html)
-        append('\n<tr data-testid="key-row" data-key="' + data_key + '">\n'
+        append('\n<tr data-testid="key-row" data-key="' + data_key + '" data-size="'
+               + size_attr(entry) + '">\n'
                '  <td class="key"><a href="' + link + '">' + shown + "</a></td>\n"
                '  <td class="preview"><code>' + str.__str__(preview(entry)) + "</code></td>\n"
                '  <td class="ttl" data-ttl-ms="' + ttl_attr(entry) + '">' + ttl_label(entry)
@@ -316,6 +363,14 @@ def mget_rows(env, rows: Iterable[tuple[str, Entry | None]]) -> Markup:
                    '      <td class="found"><span class="badge warn">missing</span></td>\n'
                    '      <td class="preview"></td><td class="ttl">—</td><td class="size"></td>\n'
                    "    </tr>")
+            continue
+        if entry.type == "denied":  # mesh.access.guarded.DENIED: not in the operator's access
+            append('\n    <tr data-testid="mget-row" data-key="' + data_key
+                   + '" data-found="denied">\n'
+                   '      <td class="key">' + shown + "</td>\n"
+                   '      <td class="found"><span class="badge warn">no access</span></td>\n'
+                   '      <td class="preview muted" colspan="3">not in your access '
+                   "(Dashboard__Access rules)</td>\n    </tr>")
             continue
         ttl = '<td class="ttl" data-ttl-ms="' + ttl_attr(entry) + '">' + ttl_label(entry) + "</td>"
         append('\n    <tr data-testid="mget-row" data-key="' + data_key + '" data-found="true">\n'

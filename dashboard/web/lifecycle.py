@@ -28,10 +28,13 @@ from typing import Any, Protocol
 from flask import Flask, Response, current_app, g, request, session, stream_with_context
 from flask_login import current_user
 
+from dashboard.web.access import held_elevation
 from dashboard.web.auth import _FINGERPRINT, ROLES, Operator, operator_of
 
 #: roles that may read: a long-lived response that only shows data
-READ_ROLES = frozenset(ROLES)
+#: "none": an operator with no dashboard-wide role whom access rules give some prefixes
+#: (what they read is the guarded store's answer)
+READ_ROLES = frozenset((*ROLES, "none"))
 #: why a stream ended, completing "… unavailable because <reason>"
 SESSION_ENDED = ("your session ended (you logged out, or it timed out): reload the page and "
                  "log in again")
@@ -50,6 +53,8 @@ class Asker:
     name: str
     roles: frozenset[str]
     sso: Operator | None = None
+    #: the session's elevation when the response began (what it shows may depend on it)
+    elevation: Any = None
 
     @classmethod
     def of_request(cls, roles: Iterable[str] = READ_ROLES) -> Asker:
@@ -57,7 +62,7 @@ class Asker:
         return cls(app=current_app._get_current_object(),  # type: ignore[attr-defined]
                    session=session._get_current_object(),  # type: ignore[attr-defined]
                    name=current_user.get_id(), roles=frozenset(roles),
-                   sso=g.get("sso_operator"))
+                   sso=g.get("sso_operator"), elevation=held_elevation(session))
 
     def why_not(self) -> str | None:
         """None while the session is still valid for this response; else why not, in words."""
@@ -79,6 +84,10 @@ class Asker:
             return ACCOUNT_CHANGED
         if operator.role not in self.roles:
             return f"your role ({operator.role}) may not see this: reload the page"
+        if held_elevation(data, self.app) != self.elevation:
+            # masked values and write controls follow the elevation: what is on screen is
+            # not what the operator may see now
+            return "your elevation started or ended: reload the page"
         return None
 
 

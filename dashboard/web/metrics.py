@@ -178,6 +178,19 @@ class MeteredProvider(KeyValueProvider):
         # asked on most pages and cached by the provider: not a store call worth counting
         return self._inner.capabilities()
 
+    # access questions ask no store: passed on, not counted
+    def may_read(self, key: str) -> bool:
+        return self._inner.may_read(key)
+
+    def may_write(self, key: str) -> bool:
+        return self._inner.may_write(key)
+
+    def reads_under(self, prefix: str) -> bool:
+        return self._inner.reads_under(prefix)
+
+    def check_read(self, key: str) -> None:
+        self._inner.check_read(key)
+
     def list_keys(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100):
         return self._call("list_keys", self._inner.list_keys, prefix, cursor=cursor, limit=limit)
 

@@ -137,9 +137,19 @@ def proxy_identity() -> Operator | _SsoRefusal | None:
         groups = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     mapped = [sso.roles[group.lower()] for group in groups if group.lower() in sso.roles]
     role = max(mapped, key=_ROLE_RANK.__getitem__) if mapped else sso.default_role
-    if role not in _ROLE_RANK:
+    lowered = tuple(group.lower() for group in groups)
+    if role not in _ROLE_RANK and not _named_by_a_rule(name, lowered):
         return _SsoRefusal(name, groups)
-    return Operator(name, role, "", credential=_SSO_CREDENTIAL)
+    return Operator(name, role, "", credential=_SSO_CREDENTIAL, groups=lowered)
+
+
+def _named_by_a_rule(name: str, groups: tuple[str, ...]) -> bool:
+    """An operator with no dashboard-wide role may still have a prefix an access rule gives."""
+    from dashboard.mesh.access.policy import Identity
+
+    policy = current_app.extensions.get("kv_access_policy")
+    return policy is not None and policy.readable_anywhere(
+        Identity(name=name, role="none", groups=frozenset(groups)))
 
 
 def _header_text(value: str) -> str:

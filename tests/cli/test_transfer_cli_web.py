@@ -62,6 +62,19 @@ def test_cli_export_then_import_round_trips_with_exit_statuses(tmp_path, capsys,
     assert devstore.store.get("cli:b")["value"] == "text"
 
 
+def test_cli_writes_carry_the_os_user_the_actor_and_the_reason(tmp_path, capsys, devstore):
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"key":"cli4:a","value":"1","ttl_ms":null}\n')
+    config = appsettings(tmp_path, devstore.url)
+    assert main(["import", "--config", config, str(good), "--yes", "--reason",
+                 "INC-4711 restore cart", "--actor", "bob"]) == 0
+    said = capsys.readouterr().err
+    line = next(line for line in said.splitlines() if line.startswith("audit: import:"))
+    assert "cli:" in line and " as bob" in line and "(reason: INC-4711 restore cart)" in line
+    assert main(["import", "--config", config, str(good), "--yes", "--mode", "overwrite"]) == 0
+    assert "reason" not in capsys.readouterr().err  # one command's reason is not the next's
+
+
 def test_cli_import_of_an_invalid_file_is_exit_2_and_lists_the_lines(tmp_path, capsys,
                                                                       devstore):
     bad = tmp_path / "bad.jsonl"

@@ -55,6 +55,8 @@ def test_export_then_import_through_the_browser(page, store, base_url, tmp_path)
     # a click submits once: the button is disabled as soon as the form is submitted (held
     # here, so the screen stays), then the form goes on its way (the server also refuses a
     # second confirmation of one plan)
+    # the page's deferred scripts must have run (a loaded machine paints the plan first)
+    page.wait_for_load_state("load")
     page.evaluate("window.addEventListener('submit', (event) => event.preventDefault())")
     page.click('[data-testid="import-confirm"]')
     expect(page.locator('[data-testid="import-confirm"]')).to_be_disabled()

@@ -204,11 +204,10 @@ def test_a_write_the_store_did_not_confirm_is_audited_as_unconfirmed():
             late.store.put("au7:k", "old")
             client = editor_of(make_app(provider))
             token = provider.get("au7:k").token
-            late.config.write_applies_late_ms = 600  # answers 500 at once, applies later
-            answer = post_form(client, "/key/edit", {
-                "key": "au7:k", "value": "newer", "raw": "on", "ttl_mode": "none",
-                "expected_version": token, "confirm": "yes"})
-            late.config.write_applies_late_ms = 0
+            with late.faults(write_applies_late_ms=600):  # answers 500 at once, applies later
+                answer = post_form(client, "/key/edit", {
+                    "key": "au7:k", "value": "newer", "raw": "on", "ttl_mode": "none",
+                    "expected_version": token, "confirm": "yes"})
             assert answer.status_code == 504
             [row] = rows(client.get("/audit"))
             assert (row["action"], row["key"], row["outcome"]) == ("edit", "au7:k", "unconfirmed")

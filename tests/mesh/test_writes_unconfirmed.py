@@ -86,10 +86,8 @@ def test_a_timed_out_create_that_landed_is_reported_written(store):
 def test_a_write_applied_later_is_unknown_never_not_written(store):
     running, provider = store("0.9.1")
     running.store.put("svc:__keys", '["a"]')
-    running.config.write_applies_late_ms = 600
-    with pytest.raises(WriteUnknown) as caught:
+    with running.faults(write_applies_late_ms=600), pytest.raises(WriteUnknown) as caught:
         writes.create(provider, SETTINGS, "svc:b", "1", ttl=NO_TTL)
-    running.config.write_applies_late_ms = 0
     assert "may still apply it" in caught.value.message
     assert "svc:__keys" in caught.value.index_note
     assert wait_for(lambda: running.store.get("svc:b") is not None)  # and it did land
@@ -126,11 +124,10 @@ def test_the_edit_page_says_when_a_write_is_unconfirmed(store):
     login(client)
     page = client.get("/key/edit?key=svc:k").get_data(as_text=True)
     token = page.split('name="expected_version" value="', 1)[1].split('"', 1)[0]
-    running.config.write_applies_late_ms = 600
-    answer = post_form(client, "/key/edit", {
-        "key": "svc:k", "value": "new", "raw": "on", "ttl_mode": "none",
-        "expected_version": token, "confirm": "yes"}, token_from="/key/edit?key=svc:k")
-    running.config.write_applies_late_ms = 0
+    with running.faults(write_applies_late_ms=600):
+        answer = post_form(client, "/key/edit", {
+            "key": "svc:k", "value": "new", "raw": "on", "ttl_mode": "none",
+            "expected_version": token, "confirm": "yes"}, token_from="/key/edit?key=svc:k")
     body = answer.get_data(as_text=True)
     assert answer.status_code == 504 and 'data-testid="write-unknown"' in body
     assert 'data-testid="check-key"' in body and "store did not confirm" in body

@@ -31,6 +31,26 @@ def serve_app(app) -> Iterator[str]:
 
 
 @contextmanager
+def checked_page(browser, request, tmp_path, **options) -> Iterator[object]:
+    """A page in a fresh browser context (``options`` as for ``new_context``): the failing
+    screen is saved under the test's temp dir, and a CSP report fails the test."""
+    context = browser.new_context(**options)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        (tmp_path / "failure.html").write_text(page.content())
+        print(f"screenshot of the failing screen: {tmp_path / 'failure.png'}")
+    context.close()
+    assert not refused, f"the page broke its Content-Security-Policy: {refused}"
+
+
+@contextmanager
 def chromium() -> Iterator[object]:
     """A headless Debian Chromium; Playwright must never download a browser of its own."""
     from playwright.sync_api import sync_playwright

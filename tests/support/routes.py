@@ -233,6 +233,13 @@ ROUTES: dict[tuple[str, str], RouteSpec] = {
     ("live.feed", "GET"): _spec("login", _get("/live", prefix=_prefix), 200),
     ("live.stream", "GET"): _spec(
         "login", _get("/live/stream", prefix=_prefix, once=lambda s: "1"), 200),
+    # access (web/access.py): elevation for editors, the environment band's colours
+    ("access.elevate", "POST"): _spec(
+        "editor", lambda s: Call("POST", "/elevate", data={
+            "reason": "INC-1234 payments outage", "minutes": "5"}), 302, location="/services"),
+    ("access.end_elevation", "POST"): _spec(
+        "login", lambda s: Call("POST", "/elevate/end", data={}), 302, location="/services"),
+    ("access.environment_stylesheet", "GET"): _spec("public", _get("/environment.css"), 200),
 }
 
 

@@ -13,7 +13,8 @@ from dashboard.web.app import create_app
 SECRET = "test-secret-key-not-for-production-0123456789"
 # Cheap hashes: tests log in hundreds of times; the algorithm is not what is under test.
 _FAST = "pbkdf2:sha256:1000"
-OPERATORS = {"ed": ("ed-pass", "editor"), "vi": ("vi-pass", "viewer")}
+#: ``rx``: an editor whom access-rule tests restrict away from a prefix
+OPERATORS = {"ed": ("ed-pass", "editor"), "vi": ("vi-pass", "viewer"), "rx": ("rx-pass", "editor")}
 _USERS = [
     {"Name": name, "PasswordHash": generate_password_hash(password, method=_FAST), "Role": role}
     for name, (password, role) in OPERATORS.items()

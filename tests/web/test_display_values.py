@@ -107,10 +107,11 @@ def key_page(client, key: str):
 
 
 def shown_value(page: str) -> str:
-    """The one rendering of the value the key page carries."""
+    """The one rendering of the value the key page carries (a text view), without the
+    ``<span class="ln">`` around each numbered line."""
     block = re.search(r'<pre class="value" data-testid="value" id="value-shown"[^>]*>(.*?)</pre>',
                       page, re.S).group(1)
-    return html.unescape(block)
+    return html.unescape(re.sub(r'<span class="ln">|</span>(?=\r?\n|\Z)', "", block))
 
 
 def raw_value(client, key: str) -> str:
@@ -120,11 +121,14 @@ def raw_value(client, key: str) -> str:
 
 def test_a_big_integer_shows_as_json_everywhere(editor, store):
     store.seed({"odd:big": BIG, "odd:bigobj": BIG_OBJECT})
-    for key, value in (("odd:big", BIG), ("odd:bigobj", BIG_OBJECT)):
+    for key, value, opens in (("odd:big", BIG, "json"), ("odd:bigobj", BIG_OBJECT, "tree")):
         response = key_page(editor, key)
         assert response.status_code == 200
         page = text(response)
-        assert 'data-format="json"' in page and BIG in page  # pretty, digits exact
+        # a number alone opens as JSON text, an object as a tree: digits exact in both
+        assert f'data-format="{opens}"' in page and BIG in page
+        pretty = text(editor.get(f"/key?key={quote(key, safe='')}&view=json"))
+        assert 'data-format="json"' in pretty and BIG in pretty
         assert raw_value(editor, key) == value
     browse = editor.get("/browse?prefix=odd:")
     assert browse.status_code == 200 and BIG[:100] in text(browse)
@@ -175,17 +179,23 @@ def test_a_deep_or_oversized_index_is_malformed_on_check_and_repair(editor, stor
 def test_hidden_characters_in_values_are_shown_and_copied_exactly(editor, store):
     value = '{"file":"rtl\u202egpj.exe","zw":"a\u200bb"}'
     store.seed({"odd:bidi": value, "odd:plain": '{"a":1}'})
-    page = text(key_page(editor, "odd:bidi"))
-    pretty = re.search(r'id="value-shown" data-format="json">(.*?)</pre>', page, re.S).group(1)
+    page = text(editor.get("/key?key=odd:bidi&view=json"))
+    pretty = re.search(r'id="value-shown" data-format="json"[^>]*>(.*?)</pre>', page, re.S).group(1)
     assert "\u202e" not in pretty and ">\\u202E</span>gpj.exe" in pretty
     assert "\u202e" not in raw_value(editor, "odd:bidi")
     # "Copy value" and "Download" fetch the exact value; the page holds one rendering only
     assert 'data-copy-url="/key/download?key=odd:bidi"' in page and page.count("<pre") == 1
+    # the tree (the default view) escapes the string the same way; its exact JSON is in
+    # data-json, for "Copy value", and not shown
+    tree = text(key_page(editor, "odd:bidi"))
+    shown = re.search(r'data-format="tree">(.*?)</div>\n</div>', tree, re.S).group(1)
+    assert "<pre" not in tree and ">\\u202E</span>gpj.exe" in shown
+    assert "\u202e" not in re.sub(r'data-json="[^"]*"', "", shown)
     download = editor.get("/key/download?key=odd:bidi")
     assert download.get_data(as_text=True) == value
     assert download.headers["X-Content-Type-Options"] == "nosniff"
     rows = text(editor.get("/browse?prefix=odd:"))
-    preview_cell = re.search(r'data-key="odd:bidi">.*?<td class="preview"><code>(.*?)</code>', rows,
+    preview_cell = re.search(r'data-key="odd:bidi"[^>]*>.*?<td class="preview"><code>(.*?)</code>', rows,
                              re.S).group(1)
     assert "\u202e" not in preview_cell and ">\\u202E</span>" in preview_cell
     mget = text(post_form(editor, "/mget", {"keys": "odd:bidi"}, token_from="/mget"))

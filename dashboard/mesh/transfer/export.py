@@ -62,7 +62,7 @@ def close_prefixes(provider: KeyValueProvider, prefix: str,
             known = sorted(provider.list_segments("", sep=SEPARATOR, limit=1000).folders)
     except ProviderError:
         return []
-    candidates = [p for p in dict.fromkeys(known) if p != prefix]
+    candidates = [p for p in dict.fromkeys(known) if p != prefix and provider.reads_under(p)]
     return difflib.get_close_matches(prefix, candidates, n=SUGGESTIONS, cutoff=0.6)
 
 
@@ -102,6 +102,8 @@ def export_lines(
     reads the first line before writing anything writes nothing), unless ``allow_empty``.
     ``settings`` add the configured services to the suggestions."""
     stats = stats if stats is not None else ExportStats()
+    if not provider.reads_under(prefix):
+        provider.check_read(prefix)  # refused, saying why: nothing there may be exported
     yield from _key_lines(provider, prefix, page_size, stats, on_page)
     if not stats.keys and not allow_empty:
         raise NothingToExport(prefix, close_prefixes(provider, prefix, settings))

@@ -256,7 +256,8 @@ def make_plan(
     caps = provider.capabilities()
     url_keys = provider.kind == "toskastore"
     refused = [BadLine(line, why) for line, item in parsed.records
-               if (why := _refusal(item, ttl_policy, now, url_keys=url_keys))]
+               if (why := _refusal(item, ttl_policy, now, url_keys=url_keys)
+                   or _access_refusal(provider, item.key))]
     if plan.invalid or refused:  # nothing is read: the file is refused, every line listed
         plan.invalid = sorted([*plan.invalid, *refused], key=lambda bad: bad.line)
         return plan
@@ -306,6 +307,13 @@ def _refusal(item: Dumped, ttl_policy: str, now: int, *, url_keys: bool) -> str:
         return (f"TTL {ttl_ms:,} ms counted from now expires after the year 9999: longer "
                 "than any store keeps a key; use no expiry (ttl_ms null)")
     return ""
+
+
+def _access_refusal(provider: KeyValueProvider, key: str) -> str:
+    """Why the operator may not write this line's key ("" when they may): access rules."""
+    if provider.may_write(key):
+        return ""
+    return "outside what you may change (the dashboard's access rules for this prefix)"
 
 
 def _store_cannot_hold(item: Dumped, keeps_bytes: bool) -> str:

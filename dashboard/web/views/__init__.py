@@ -9,7 +9,7 @@ from dashboard.web.current import provider
 
 def register_blueprints(app: Flask) -> None:
     from dashboard.web import formatting, forms
-    from dashboard.web.auth import can_write
+    from dashboard.web.access import can_write
     from dashboard.web.views import edits, index, keys, mget, ops, services, store, transfer
 
     formatting.register(app)

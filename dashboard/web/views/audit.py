@@ -1,15 +1,16 @@
 """``/audit``: the audit trail of writes and repairs, newest first, paged.
 
-Every operator sees it: viewers may read every key (there is no per-prefix access), so
-they see every entry, but never its values; editors see the values the journal keeps
-(``Dashboard:AuditValues``)."""
+Every operator sees it, limited to the entries of keys they may read (access rules), and
+the values the journal keeps (``Dashboard:AuditValues``) only for keys they may change.
+Elevations (no key) are shown to everyone: who acted, why, and for how long."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from dashboard.web import audit_journal, htmx
+from dashboard.web.current import provider
 from dashboard.web.errors import render_error
 
 bp = Blueprint("audit", __name__)
@@ -35,9 +36,21 @@ def index():
             "logged on dashboard.audit.",
             "Check Dashboard__SessionStorage and that the Redis it names is reachable.")
     settings = current_app.config["KV_SETTINGS"].dashboard
+    has_next = page.offset + len(page.entries) < page.total
+    store = provider()
+    shown = []
+    for entry in page.entries:
+        key = entry.get("key")
+        if key and not store.may_read(key):
+            continue
+        if not (settings.audit_values and key and store.may_write(key)):
+            entry = {name: value for name, value in entry.items()
+                     if name not in ("old_value", "new_value")}
+        shown.append(entry)
+    page = audit_journal.Page(shown, page.offset, page.total)
     return htmx.render(
         "audit/index.html", "audit/_entries.html", page=page, page_number=page_number,
-        size=size, has_next=page.offset + len(page.entries) < page.total,
-        show_values=settings.audit_values and getattr(current_user, "role", None) == "editor",
+        size=size, has_next=has_next,
+        show_values=settings.audit_values,
         journal=journal,
         max_entries=settings.audit_max_entries)

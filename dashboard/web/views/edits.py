@@ -21,7 +21,7 @@ from dashboard.stores.entries import Entry
 from dashboard.stores.errors import Conflict, NotFound, WriteUnknown
 from dashboard.stores.mutations import KEEP_TTL, NO_TTL, TtlChange
 from dashboard.web import discovery, forms, metrics
-from dashboard.web.auth import editor_required
+from dashboard.web.access import editor_required
 from dashboard.web.current import provider
 from dashboard.web.formatting import parse_ttl
 from dashboard.web.views.keys import parent_prefix, too_big_to_edit

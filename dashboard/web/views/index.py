@@ -22,7 +22,7 @@ from flask_login import current_user, login_required
 
 from dashboard import mesh
 from dashboard.web import forms, jobs
-from dashboard.web.auth import editor_required
+from dashboard.web.access import editor_required
 from dashboard.web.current import provider
 from dashboard.web.discovery import discovered
 from dashboard.web.htmx import is_htmx
@@ -115,6 +115,13 @@ def _job_id() -> str:
     return job_id
 
 
+def _refuse_unreadable(record: dict) -> None:
+    """A job's page and cancel are for those who may read its service (the job lists keys)."""
+    service = str(record.get("service") or "")
+    if not provider().reads_under(service):
+        provider().check_read(service)
+
+
 def _job_storage_down(error: jobs.StorageUnavailable):
     abort(503, description=f"The job storage (the session storage) did not answer: {error}")
 
@@ -148,6 +155,7 @@ def job():
             return render_template("index/_job_gone.html", message=gone), 200, {
                 "Vary": "HX-Request", "Cache-Control": "no-store"}
         abort(404, description=gone)
+    _refuse_unreadable(record)
     template = "index/_job.html" if is_htmx() else "index/job.html"
     return render_template(template, job=record, lost_after=jobs.LOST_AFTER_S), 200, {
         "Vary": "HX-Request", "Cache-Control": "no-store"}
@@ -162,6 +170,7 @@ def cancel_job():
         record = jobs.get(app, job_id)
         if record is None:
             abort(404, description="No such job.")
+        _refuse_unreadable(record)
         if not record["finished_state"]:
             jobs.cancel(app, job_id)
     except jobs.StorageUnavailable as error:

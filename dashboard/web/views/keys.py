@@ -24,7 +24,8 @@ from dashboard import mesh
 from dashboard.mesh import meshjson
 from dashboard.mesh.text import human_size
 from dashboard.stores import budget, glob
-from dashboard.stores.errors import InvalidRequest, NotFound
+from dashboard.stores.errors import InvalidRequest, NotFound, ProviderError
+from dashboard.web import value_views
 from dashboard.web.current import provider, requested_key
 from dashboard.web.formatting import element_count, pretty_content
 from dashboard.web.htmx import is_htmx, render
@@ -136,6 +137,24 @@ def restore_pages(store, prefix: str, cursor: str, limit: int, upto: int) -> lis
     return pages if read == upto and at == cursor else None
 
 
+#: what the browse rows can be sorted by on screen (static/browse.js), and in which order
+SORTS = ("key", "size", "ttl")
+ORDERS = ("asc", "desc")
+
+
+def _sorting() -> dict[str, str]:
+    """``sort`` and ``order`` from the query string when valid, else nothing.
+
+    The browser sorts the rows on screen (static/browse.js); the server only carries the
+    choice from page to page (next pages, a reload, the way back to the first page).
+    """
+    sort = request.args.get("sort")
+    if sort not in SORTS:
+        return {}
+    order = request.args.get("order")
+    return {"sort": sort, "order": order if order in ORDERS else "asc"}
+
+
 def _browse_url(prefix: str, match: str, limit: int, **more: str | int | None) -> str:
     args = {"prefix": prefix or None, "match": match or None,
             "limit": limit if limit != 100 else None, **more}
@@ -170,9 +189,11 @@ def browse():
     start = _count_arg("from") if cursor else 0
     shown = min(_count_arg("shown"), start)
     store = provider()
+    sorting = _sorting()
     context = {"prefix": prefix, "match": match, "view": view, "limit": limit,
                "crumbs": breadcrumbs(prefix), "capabilities": store.capabilities(),
-               "cursor": cursor, "oob": is_htmx(), "start": start, "earlier": []}
+               "cursor": cursor, "oob": is_htmx(), "start": start, "earlier": [],
+               "sorting": sorting}
     if view == "folders":
         context["segments"] = store.list_segments(prefix, limit=500)
         return render("keys/browse.html", "keys/_results.html", **context)
@@ -206,24 +227,41 @@ def browse():
             first=first if known else None, last=last if known else None,
             restored=bool(context["earlier"]),
             next_url=_browse_url(prefix, match, limit, cursor=page.next_cursor,
-                                 **{"from": position.get("from")}),
-            next_hx=_browse_url(prefix, match, limit, cursor=page.next_cursor, **position))
+                                 **{"from": position.get("from")}, **sorting),
+            next_hx=_browse_url(prefix, match, limit, cursor=page.next_cursor, **position,
+                                **sorting))
     if cursor and is_htmx():
         # "Next page" / "Continue" append rows to the table they came from.
         position = {"from": start or None, "shown": shown or None} if not match else {}
         return render_template(more, **context), 200, page_replace(
             "keys.browse", prefix=prefix, match=match, cursor=cursor,
-            limit=limit if limit != 100 else None, **position)
+            limit=limit if limit != 100 else None, **position, **sorting)
     return render("keys/browse.html", "keys/_results.html", **context)
 
 
 @bp.get("/browse/count")
 @login_required
 def folder_count():
-    """A folder's key count, capped: loaded lazily, one folder at a time."""
+    """A folder's key count, capped: loaded lazily, one folder at a time.
+
+    With ``last`` it is the browse page's total instead ("Keys 1–100 of 260 shown", where
+    ``last`` is the last row on screen): never less than the rows shown, and a failed count
+    is left out of the line (the title says why) rather than breaking the page.
+    """
     prefix = request.args.get("prefix", "")
-    count, exact = provider().count_keys(prefix, cap=1000)
-    return render_template("keys/_count.html", count=count, exact=exact)
+    total = "last" in request.args
+    try:
+        count, exact = provider().count_keys(prefix, cap=1000)
+    except ProviderError as error:
+        if not total:
+            raise
+        current_app.logger.warning("count of %r failed (%s): %s", prefix, error.kind, error)
+        return render_template("keys/_total.html", failed=str(error))
+    if not total:
+        return render_template("keys/_count.html", count=count, exact=exact)
+    if not exact:  # a bounded count that stopped early: at least what is on screen
+        count = max(count, _count_arg("last"))
+    return render_template("keys/_total.html", count=count, exact=exact)
 
 
 def too_big_to_edit(size: int, limit: int) -> str:
@@ -251,6 +289,51 @@ def memory_usage(store, key: str) -> int | None:
     return found if isinstance(found, int) and not isinstance(found, bool) else None
 
 
+#: the views of a string value, in the order of their tabs
+VALUE_VIEWS = ("tree", "json", "raw", "hex")
+
+
+def value_shown(entry, limit: int, asked: str | None) -> dict:
+    """What the key page shows of a string value: the ``view`` (``asked`` when offered) and
+    what it needs (``tree``, ``lines`` or ``hex``), the ``views`` offered and why others are
+    not (``json_note``, ``tree_note``).
+
+    A JSON array or object opens as a tree (``json`` is the indented text), other JSON as
+    text; a value that looks binary opens as hex; anything else raw. A value over ``limit``
+    is only its first ``limit`` bytes, raw: no view of a part of a document is offered.
+    """
+    if entry.size > limit:
+        cut = entry.value.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
+        return {"view": "raw", "views": (), "truncated": True,
+                "lines": value_views.numbered_lines(cut)}
+    parsed, is_json, json_note = None, False, None
+    if entry.data is None:  # JSON is text: bytes that are not UTF-8 are not JSON
+        try:
+            parsed, is_json = meshjson.loads(entry.value), True
+        except (ValueError, RecursionError, MemoryError):
+            json_note = json_view(entry.value)[1]  # why JSON-looking text is shown raw
+    binary = value_views.looks_binary(entry)
+    container = is_json and isinstance(parsed, list)  # an array or an object
+    views = [v for v, offered in zip(VALUE_VIEWS, (container, is_json, True, True), strict=True)
+             if offered]
+    default = "tree" if container else "json" if is_json else "hex" if binary else "raw"
+    shown = {"view": asked if asked in views else default, "views": views, "truncated": False,
+             "json_note": json_note, "binary": binary, "tree_note": None}
+    if shown["view"] == "tree":
+        shown["tree"] = value_views.json_tree(parsed)
+        if shown["tree"] is None:
+            shown["view"] = "json"
+            shown["tree_note"] = (f"More than the {value_views.MAX_TREE_NODES:,} values a "
+                                  "tree shows: shown as JSON text")
+    if shown["view"] == "hex":
+        shown["hex"] = value_views.hex_dump(entry.exact_bytes,
+                                            min(limit, value_views.HEX_MAX_BYTES))
+    elif shown["view"] in ("json", "raw"):
+        text = meshjson.pretty(entry.value) if shown["view"] == "json" else entry.value
+        shown["lines"] = value_views.numbered_lines(text or "")
+    return shown
+
+
 @bp.get("/key")
 @login_required
 def detail():
@@ -266,22 +349,15 @@ def detail():
         return render_template("keys/missing.html", key=key, prefix=parent_prefix(key)), 404
     # one copy of the value in the page, never more than the limit: a 100 MB value is a
     # download, not a page
-    truncated = entry.value is not None and entry.size > limit
-    if truncated:
-        pretty, json_note = None, None
-        shown = entry.value.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
-    else:
-        pretty, json_note = json_view(entry.value)
-        raw = request.args.get("view") == "raw" or pretty is None
-        shown = (entry.value if raw else pretty) if entry.value is not None else None
+    shown = (value_shown(entry, limit, request.args.get("view")) if entry.value is not None
+             else {"view": "table", "truncated": False,
+                   "table": value_views.collection_table(entry)})
     # a Redis collection's size is its element count (and, where Redis tells, its memory)
     count = element_count(entry)
     return render_template(
-        "keys/detail.html", entry=entry, pretty=pretty, json_note=json_note, shown=shown,
-        showing_pretty=not truncated and pretty is not None and shown == pretty,
-        truncated=truncated, limit=limit,
+        "keys/detail.html", entry=entry, limit=limit, **shown,
         # the edit form takes at most ``limit`` bytes: a bigger value is a download only
-        edit_refused=too_big_to_edit(entry.size, limit) if truncated else None,
+        edit_refused=too_big_to_edit(entry.size, limit) if shown["truncated"] else None,
         count=count, memory=memory_usage(store, key) if count is not None else None,
         prefix=parent_prefix(key), crumbs=breadcrumbs(parent_prefix(key)),
         service=mesh.service_for_key(settings, key), capabilities=store.capabilities(),

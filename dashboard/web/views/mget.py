@@ -31,6 +31,7 @@ from flask import Blueprint, Response, current_app, render_template, request, ur
 from flask_login import current_user, login_required
 
 from dashboard import mesh
+from dashboard.mesh.access.guarded import DENIED
 from dashboard.stores.entries import Entry
 from dashboard.web.current import provider
 from dashboard.web.discovery import discovered
@@ -111,6 +112,10 @@ def records(rows: Sequence[tuple[str, Entry | None]]) -> Iterator[dict[str, Any]
         if entry is None:
             yield {"key": key, "found": False, "value": None, "ttl_ms": None,
                    "ttl_known": False, "ttl": None, "type": None}
+        elif entry.type == DENIED:
+            # not in the operator's access: whether it exists is not said either
+            yield {"key": key, "found": None, "value": None, "ttl_ms": None,
+                   "ttl_known": False, "ttl": None, "type": None, "denied": True}
         else:
             yield {"key": key, "found": True, "value": entry.value,
                    "ttl_ms": entry.ttl_ms if entry.ttl_known else None,
@@ -157,10 +162,12 @@ def to_csv(rows: Sequence[tuple[str, Entry | None]]) -> str:
     writer.writerow(["key", "found", "value", "ttl_ms", "type", "ttl"])
     for record in records(rows):
         writer.writerow([
-            csv_cell(record["key"]), "true" if record["found"] else "false",
+            csv_cell(record["key"]),
+            "denied" if record.get("denied") else "true" if record["found"] else "false",
             "" if record["value"] is None else csv_cell(record["value"]),
             "" if record["ttl_ms"] is None else record["ttl_ms"],
-            csv_cell(record["type"] or ""), record["ttl"] or "",
+            csv_cell(record["type"] or ""),
+            "not in your access" if record.get("denied") else record["ttl"] or "",
         ])
     return out.getvalue()
 
@@ -202,8 +209,8 @@ def lookup():
         else:
             found_by_key = provider().mget(parsed.keys)
             rows = [(key, found_by_key.get(key)) for key in parsed.keys]
-            found = sum(1 for _, entry in rows if entry is not None)
-            missing = len(rows) - found
+            found = sum(1 for _, entry in rows if entry is not None and entry.type != DENIED)
+            missing = sum(1 for _, entry in rows if entry is None)
             current_app.logger.info("mget by %s: %d keys, %d found, %d missing",
                                     current_user.name, len(rows), found, missing)
             if fmt == "csv":

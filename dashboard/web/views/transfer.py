@@ -40,7 +40,7 @@ from dashboard.mesh import transfer
 from dashboard.mesh.transfer.import_apply import audit_hooks
 from dashboard.stores.base import KeyValueProvider
 from dashboard.web import discovery, jobs
-from dashboard.web.auth import editor_required
+from dashboard.web.access import editor_required
 from dashboard.web.current import provider
 
 bp = Blueprint("transfer", __name__)
