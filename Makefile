@@ -26,9 +26,8 @@ demo: install
 	$(PY) -m dashboard.main demo
 
 # TEST_WORKERS pytest-xdist workers, each test file whole on one worker (its module fixtures
-# shared). 0 (serial) by default: with 3 a few timing-sensitive tests still fail under the
-# load on 2 cores (docs/development.md); TEST_WORKERS=3 to run in parallel
-TEST_WORKERS ?= 0
+# shared); TEST_WORKERS=0 runs serially (docs/development.md has the measured times)
+TEST_WORKERS ?= 3
 PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 
 test: install-test

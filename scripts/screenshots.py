@@ -30,6 +30,8 @@ SCREENS = {
     "import": "/import",
     "live": "/live?prefix=sessions:",
 }
+#: the same pages as the system's dark setting shows them
+DARK = {"browse-dark": "/browse?prefix=profiles:", "key-dark": "/key?key={key}"}
 #: pages holding a live stream never reach "network idle": wait for the stream instead
 LIVE = {"key": "key-live", "edit": "edit-live", "live": "live-connector"}
 
@@ -73,6 +75,22 @@ def main() -> None:
                 changes(provider)
                 page.locator('[data-testid="live-event"]').nth(5).wait_for()
             page.screenshot(path=str(OUT / f"{name}.png"))
+            print(OUT / f"{name}.png")
+        page.goto(f"/key?key={key}")
+        page.keyboard.press("?")
+        page.locator('[data-testid="shortcuts"]').wait_for()
+        page.screenshot(path=str(OUT / "shortcuts.png"))
+        print(OUT / "shortcuts.png")
+        dark = browser.new_page(base_url=url, viewport={"width": 1280, "height": 800},
+                                color_scheme="dark")
+        dark.goto("/login")
+        dark.fill("input[name=username]", "demo")
+        dark.fill("input[name=password]", "demo")
+        dark.click("button[type=submit]")
+        for name, path in DARK.items():
+            dark.goto(path.format(key=key))
+            dark.wait_for_load_state("networkidle")
+            dark.screenshot(path=str(OUT / f"{name}.png"))
             print(OUT / f"{name}.png")
     running.stop()
 

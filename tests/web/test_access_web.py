@@ -225,3 +225,19 @@ def test_write_controls_show_only_where_the_operator_may_write(store, prefix):
     login(editor, "ed")
     assert 'data-testid="edit"' not in text(editor.get(f"/key?key={theirs}"))
     assert editor.get(f"/key?key={mine}").status_code == 403
+
+
+def test_the_live_feed_has_no_event_of_a_prefix_the_operator_may_not_read(store, prefix):
+    if "running" not in store.extra:
+        pytest.skip("replaying past changes (since=) is the dev store's; Redis has no history")
+    since = store.extra["running"].store.revision
+    hidden, shown = f"{prefix}secret", f"o{prefix}open"
+    store.seed({hidden: '{"pin":"4242"}', shown: '{"n":1}'})
+    app = make_app(store.provider, dashboard={"Access": [
+        {"Prefixes": prefix, "Role": "viewer", "Users": "ed"}]})
+    with serve_app(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        login_http(client, "rx")
+        with client.stream("GET", "/live/stream", params={
+                "prefix": "", "since": since, "once": "1"}) as sse:
+            body = "".join(sse.iter_text())
+    assert shown in body and hidden not in body and "4242" not in body
