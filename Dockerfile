@@ -1,5 +1,6 @@
 # In-cluster image: gunicorn serving the dashboard as a non-root user (uid 10001), able to
-# run with a read-only root filesystem (deploy/kubernetes/ mounts an emptyDir at /tmp).
+# run with a read-only root filesystem (deploy/kubernetes/ mounts an emptyDir at /tmp, and
+# /var/lib/toska-kv, the data directory: the audit trail's SQLite file when no Redis is set).
 FROM python:3.11-slim
 
 # JSON logs (one line per request and per write, gunicorn's own lines too); /metrics sums
@@ -9,6 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     Dashboard__LogFormat=json \
+    Dashboard__DataDirectory=/var/lib/toska-kv \
     PROMETHEUS_MULTIPROC_DIR=/tmp/kvdash-metrics
 
 WORKDIR /app
@@ -28,7 +30,8 @@ RUN pip install --no-deps . \
     && rm -rf build *.egg-info \
     && groupadd --system --gid 10001 dashboard \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin dashboard
+        --home-dir /nonexistent --shell /usr/sbin/nologin dashboard \
+    && mkdir -p /var/lib/toska-kv && chown 10001:10001 /var/lib/toska-kv
 
 USER 10001:10001
 EXPOSE 8080

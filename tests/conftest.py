@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import shutil
+import tempfile
 import uuid
 
 import pytest
@@ -15,6 +18,12 @@ from tests.support.processes import kill_all, live_children
 from tests.support.webapp import login, make_app
 
 _prefix_counter = itertools.count()
+# the dashboard keeps its own files (the audit trail's SQLite file) under $XDG_STATE_HOME by
+# default: every test process (and the commands it starts) gets a fresh one, never the
+# home directory's
+_STATE = tempfile.mkdtemp(prefix="kv-test-state-")
+os.environ["XDG_STATE_HOME"] = _STATE
+atexit.register(shutil.rmtree, _STATE, ignore_errors=True)
 _LEAKED = pytest.StashKey[list[str]]()
 
 

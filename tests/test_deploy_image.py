@@ -96,6 +96,8 @@ def run_image_cmd(tmp_path: Path, cmd: list[str], store_url: str,
         "Dashboard__SecretKey": SECRET,
         "Dashboard__UsersFile": str(users),
         "Dashboard__PathBase": "/kv",
+        # the data directory a Deployment mounts (a PersistentVolumeClaim or an emptyDir)
+        "Dashboard__DataDirectory": str(tmp_path / "data"),
         **(env_overrides or {}),
     }
     port = int(re.search(r"--bind 127\.0\.0\.1:(\d+)", cmd[2]).group(1))

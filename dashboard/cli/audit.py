@@ -1,15 +1,13 @@
-"""Where a writing command's audit entries go besides its stderr lines: the shared journal.
+"""Where a writing command's audit entries go besides its stderr lines: the journal the
+settings name (``mesh.audit_journal``: ``Dashboard:AuditStorage``, else the session storage's
+Redis, else the SQLite file in ``Dashboard:DataDirectory``), the one the web's ``/audit``
+reads when both run with the same settings. Each entry names the command's actor
+(``cli:<OS user>``, ``as <--actor>``; ``common.actor``) and its ``--reason``.
 
-When ``Dashboard:SessionStorage`` is a ``redis://``/``rediss://`` URL, the web's ``/audit``
-reads its entries from a Redis list there (``mesh.audit_journal``); ``journaled`` appends
-the entries a command makes (``import``, ``repair-index``) to the same list, so they show
-on ``/audit`` beside the web's, each naming the command's actor (``cli:<OS user>``,
-``common.actor``). Without such a URL the command keeps no journal (an in-memory one would end
-with the command): its entries are its ``dashboard.audit`` lines.
-
-A journal that does not answer never stops or undoes a write: the first failure is logged
-(on ``dashboard.audit.journal``, so on stderr with the audit lines), and the command's
-later entries are not sent there, only counted in one closing line.
+A command whose journal cannot keep an entry writes nothing (``mesh.audit.AuditUnavailable``,
+exit 2). If the journal fails after a write was made, the first failure is logged (on
+``dashboard.audit.journal``, so on stderr with the audit lines), and the command's later
+entries are only counted in one closing line.
 
 ``cli.common.audit_to_stderr`` enters ``journaled`` with the settings the command loaded
 (``use``, called by ``settings_from``).
@@ -23,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from dashboard.mesh import audit
-from dashboard.mesh.audit_journal import JournalUnavailable, shared_journal, with_values
+from dashboard.mesh.audit_journal import JournalUnavailable, make_journal, with_values
 from dashboard.settings.model import Settings
 
 journal_log = logging.getLogger("dashboard.audit.journal")
@@ -39,14 +37,27 @@ def use(settings: Settings) -> None:
 
 @contextmanager
 def journaled(settings: Settings | None = None) -> Iterator[None]:
-    """Append the entries made inside the block to the shared journal, if there is one."""
+    """Append the entries made inside the block to the configured journal; a write whose
+    entry could not be kept there is refused before it is made."""
     settings = settings if settings is not None else _settings
-    journal = shared_journal(settings) if settings is not None else None
-    if journal is None:
+    if settings is None:
         yield
         return
-    assert settings is not None
+    try:
+        journal = make_journal(settings)
+    except JournalUnavailable as error:
+        raise audit.AuditUnavailable(
+            f"the audit trail cannot be opened ({error}): nothing is written. Check "
+            "Dashboard__AuditStorage (or Dashboard__DataDirectory).") from None
     lost = 0
+
+    def ready() -> None:
+        try:
+            journal.ready()
+        except JournalUnavailable as error:
+            raise audit.AuditUnavailable(
+                f"Not written: the audit trail ({journal.where}) cannot keep an entry now "
+                f"({error}).") from None
 
     def deliver(entry: dict[str, Any], old_value: str | None, new_value: str | None) -> None:
         nonlocal lost
@@ -62,7 +73,7 @@ def journaled(settings: Settings | None = None) -> Iterator[None]:
                               entry.get("operator"), error)
 
     try:
-        with audit.delivering(deliver):
+        with audit.delivering(deliver), audit.requiring(ready):
             yield
     finally:
         journal.close()

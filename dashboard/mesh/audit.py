@@ -45,6 +45,43 @@ _HOST = socket.gethostname()
 #: what an entry is handed to after its log line: (entry, old value, new value)
 Delivery = Callable[[dict[str, Any], "str | None", "str | None"], None]
 _deliveries: list[Delivery] = []
+#: checks run before every write: each raises ``AuditUnavailable`` when the entry the write
+#: will make could not be kept (the journal's storage does not answer)
+_gates: list[Callable[[], None]] = []
+
+
+class AuditUnavailable(ProviderError):
+    """The audit trail cannot keep an entry now: the write is not made."""
+
+    kind = "audit-unavailable"
+    http_status = 503
+
+
+def require(gate: Callable[[], None]) -> None:
+    """Run ``gate`` before every later write (the web's journal); once."""
+    if gate not in _gates:
+        _gates.append(gate)
+
+
+@contextmanager
+def requiring(gate: Callable[[], None]) -> Iterator[None]:
+    """Run ``gate`` before the writes made inside the block (a command's journal)."""
+    added = gate not in _gates
+    require(gate)
+    try:
+        yield
+    finally:
+        if added:
+            _gates.remove(gate)
+
+
+def before_write() -> None:
+    """Refuse a write whose audit entry could not be kept (``AuditUnavailable``): every write
+    path (key writes, imports, repairs, and what later issues add) calls this first."""
+    for gate in list(_gates):
+        gate()
+
+
 #: the elevation reason the writes of this request (or command) are made under
 _REASON: ContextVar[str | None] = ContextVar("audit_reason", default=None)
 
@@ -57,6 +94,22 @@ def set_reason(reason: str | None) -> Token:
 
 def reset_reason(token: Token) -> None:
     _REASON.reset(token)
+
+
+#: the job (an import, a repair, later a bulk job or an undo) the entries belong to
+_JOB: ContextVar[str | None] = ContextVar("audit_job", default=None)
+
+
+@contextmanager
+def in_job(job: str | None = None) -> Iterator[str]:
+    """Entries made inside the block belong to one job (its id, new unless given): an
+    import or a repair is one job on the trail, undone as one (``/audit/revert?job=``)."""
+    job_id = job or uuid.uuid4().hex[:16]
+    token = _JOB.set(job_id)
+    try:
+        yield job_id
+    finally:
+        _JOB.reset(token)
 
 
 @contextmanager
@@ -109,6 +162,9 @@ def _record(entry: dict[str, Any], message: str, *args: Any,
     entry = {"id": uuid.uuid4().hex[:16], "ts": int(now * 1000),
              "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
              **entry, "host": _HOST}
+    job = _JOB.get()
+    if job and not entry.get("job"):
+        entry["job"] = job
     reason = _REASON.get()
     if reason and "reason" not in entry:
         entry["reason"] = reason
@@ -133,6 +189,31 @@ def peek(provider: KeyValueProvider, key: str) -> Entry | None:
         return provider.get(key)
     except ProviderError:
         return None
+
+
+def _state(entry: Entry | None) -> dict[str, Any]:
+    """What an undo needs of one side of a write: whether the key existed, its expiry, its
+    type and the token of its exact content (``digest``)."""
+    if entry is None:
+        return {"exists": False}
+    try:
+        digest = entry.content_token if not entry.partial else None
+    except ValueError:
+        digest = None
+    return {"exists": True, "type": entry.type, "expires_at_ms": entry.expires_at_ms,
+            "ttl_known": entry.ttl_known, "digest": digest}
+
+
+def _states(action: str, before: Entry | None, after: Entry | None, *,
+            read_before: bool) -> dict[str, Any]:
+    """``before``/``after`` states of a key write. An import's plan read keys in bulk and
+    kept only their version and size: its "before" says whether the key existed."""
+    states: dict[str, Any] = {"after": _state(after)}
+    if before is not None or action == "create":
+        states["before"] = _state(before)
+    elif action == "import":
+        states["before"] = {"exists": read_before, "partial": True}
+    return states
 
 
 _MESSAGES = {
@@ -164,6 +245,8 @@ def key_write(action: str, operator: str, key: str, *, result: WriteResult,
         "old_version": old_version, "new_version": after.version if after is not None else None,
         "old_size": _size(old_value) if before is not None else old_size,
         "new_size": _size(new_value),
+        **_states(action, before, after if action != "delete" else None,
+                  read_before=old_version is not None or old_size is not None),
         "index": {"status": result.index.status, "message": result.index.message,
                   "atomic": result.index.atomic},
         "detail": "; ".join(filter(None, [f"ttl {ttl}" if ttl else "",

@@ -1,143 +1,78 @@
-"""Where audit entries are kept for ``/audit``: the journal's storage, shared by the web
-app and the command line (no Flask here; the web's glue is ``web.audit_journal``).
+"""Where audit entries are kept for ``/audit``, the key timelines and undo: the storage
+``Dashboard:AuditStorage`` names (``mesh.audit_store``), shared by the web app and the
+command line (no Flask here; the web's glue is ``web.audit_journal``).
 
-- a Redis list (``kvdash:audit``) when ``Dashboard:SessionStorage`` is a ``redis://`` or
-  ``rediss://`` URL: every replica that shares the sessions shares the trail, and the
-  command line's writes (``toska-kv import``, ``repair-index``) are appended to the same
-  list (``cli.audit``). It lives beside the sessions, never among the mesh's keys;
-- else a bounded list in this process's memory (the web only): each gunicorn worker keeps
-  its own, and a restart empties it (the log lines stay). The command line keeps no
-  journal then: its entries are its ``dashboard.audit`` lines (on stderr).
+Which storage, when ``Dashboard:AuditStorage`` is not set: the session storage's Redis when
+``Dashboard:SessionStorage`` is one (every replica and the command line share the trail),
+else ``audit.sqlite3`` in ``Dashboard:DataDirectory`` (one replica; it survives a restart).
 
-The journal keeps the newest ``Dashboard:AuditMaxEntries`` (10,000) entries. Values are
-kept only with ``Dashboard:AuditValues=true``, each cut at ``VALUE_CAP`` characters
-(``with_values``); otherwise only their sizes.
+Values before and after each write are kept (``Dashboard:AuditValues``, on by default), each
+up to ``Dashboard:AuditValueBytes``; a longer value is kept as its size alone.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from collections import deque
-from dataclasses import dataclass
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
-
-from dashboard.settings.errors import mask_url
+from dashboard.mesh.audit_store import (
+    AuditQuery,
+    JournalUnavailable,
+    MemoryEntries,
+    Page,
+    RedisEntries,
+    SqliteJournal,
+)
 from dashboard.settings.model import Settings
 
-REDIS_KEY = "kvdash:audit"
-#: characters of a value kept in an entry (``Dashboard:AuditValues``)
-VALUE_CAP = 8192
+Journal = SqliteJournal | RedisEntries | MemoryEntries
+
+__all__ = ["AuditQuery", "Journal", "JournalUnavailable", "MemoryEntries", "Page",
+           "RedisEntries", "SqliteJournal", "journal_url", "make_journal", "with_values"]
 
 
-class JournalUnavailable(Exception):
-    """The journal's storage did not answer."""
-
-
-@dataclass(frozen=True)
-class Page:
-    """Entries newest first, from ``offset``; ``total`` entries are kept in all."""
-
-    entries: list[dict[str, Any]]
-    offset: int
-    total: int
-
-
-class MemoryJournal:
-    """This process's newest entries (each worker its own)."""
-
-    where = "this process's memory"
-    shared = False
-
-    def __init__(self, max_entries: int) -> None:
-        self._entries: deque[dict[str, Any]] = deque(maxlen=max_entries)
-        self._lock = threading.Lock()
-
-    def append(self, entry: dict[str, Any]) -> None:
-        with self._lock:
-            self._entries.appendleft(entry)
-
-    def page(self, offset: int, limit: int) -> Page:
-        with self._lock:
-            total = len(self._entries)
-            entries = [self._entries[i] for i in range(offset, min(offset + limit, total))]
-        return Page(entries, offset, total)
-
-    def close(self) -> None:
-        pass
-
-
-class RedisJournal:
-    """A Redis list shared by every replica: newest first, trimmed to ``max_entries``."""
-
-    shared = True
-
-    def __init__(self, url: str, max_entries: int, *, timeout: float, key: str = REDIS_KEY) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout,
-                                           socket_connect_timeout=timeout)
-        self.max_entries = max_entries
-        self.key = key
-        self.where = f"Redis {mask_url(url)}"
-
-    def append(self, entry: dict[str, Any]) -> None:
-        record = json.dumps(entry, separators=(",", ":"))
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.lpush(self.key, record)
-            pipe.ltrim(self.key, 0, self.max_entries - 1)
-            pipe.execute()
-        except (redis.RedisError, OSError) as error:
-            raise JournalUnavailable(f"{self.where}: {error}") from error
-
-    def page(self, offset: int, limit: int) -> Page:
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.llen(self.key)
-            pipe.lrange(self.key, offset, offset + limit - 1)
-            total, raw = pipe.execute()
-        except (redis.RedisError, OSError) as error:
-            raise JournalUnavailable(f"{self.where}: {error}") from error
-        entries = []
-        for item in raw:
-            try:
-                entries.append(json.loads(item))
-            except ValueError:
-                entries.append({"action": "?", "detail": "unreadable audit entry"})
-        return Page(entries, offset, int(total))
-
-    def close(self) -> None:
-        self.client.close()
-
-
-Journal = MemoryJournal | RedisJournal
-
-
-def shared_journal(settings: Settings) -> RedisJournal | None:
-    """The Redis journal ``Dashboard:SessionStorage`` names; None when it names no Redis."""
+def journal_url(settings: Settings) -> str:
+    """The storage URL the settings imply (see the module's docstring)."""
     db = settings.dashboard
-    url = db.session_storage
-    if url and urlsplit(url).scheme.lower() in ("redis", "rediss"):
-        return RedisJournal(url, db.audit_max_entries, timeout=db.store_timeout_seconds)
-    return None
+    if db.audit_storage:
+        return db.audit_storage
+    session = db.session_storage
+    if session and urlsplit(session).scheme.lower() in ("redis", "rediss"):
+        return session
+    return "sqlite://" + os.path.join(db.data_directory, "audit.sqlite3")
 
 
-def make_journal(settings: Settings) -> Journal:
-    """The journal ``Dashboard:SessionStorage`` implies (see the module's docstring)."""
-    return shared_journal(settings) or MemoryJournal(settings.dashboard.audit_max_entries)
+def make_journal(settings: Settings, *, clock=None) -> Journal:
+    """The journal the settings name; ``JournalUnavailable`` when a file cannot be opened."""
+    import time
+
+    db = settings.dashboard
+    url = journal_url(settings)
+    scheme = urlsplit(url).scheme.lower()
+    clock = clock or time.time
+    if scheme == "memory":
+        return MemoryEntries(db.audit_max_entries, db.audit_retention_days, clock=clock)
+    if scheme == "sqlite":
+        return SqliteJournal(urlsplit(url).path, db.audit_max_entries, db.audit_retention_days,
+                             clock=clock)
+    return RedisEntries(url, db.audit_max_entries, db.audit_retention_days,
+                        timeout=db.store_timeout_seconds, clock=clock)
 
 
 def with_values(entry: dict[str, Any], old_value: str | None, new_value: str | None,
                 settings: Settings) -> dict[str, Any]:
-    """``entry`` as the journal keeps it: with its values (cut at ``VALUE_CAP``) only under
-    ``Dashboard:AuditValues``."""
-    if settings.dashboard.audit_values:
-        for name, value in (("old_value", old_value), ("new_value", new_value)):
-            if value is None:
-                continue
-            entry[name] = value[:VALUE_CAP]
-            if len(value) > VALUE_CAP:
-                entry[name + "_truncated"] = True
+    """``entry`` as the journal keeps it: with the values before and after (each up to
+    ``Dashboard:AuditValueBytes``; a longer one is marked ``*_value_omitted``) unless
+    ``Dashboard:AuditValues`` is off."""
+    db = settings.dashboard
+    if not db.audit_values:
+        return entry
+    for name, value in (("old_value", old_value), ("new_value", new_value)):
+        if value is None:
+            continue
+        if len(value.encode("utf-8", "surrogatepass")) > db.audit_value_bytes:
+            entry[name + "_omitted"] = True  # whole or nothing: a cut value cannot be put back
+        else:
+            entry[name] = value
     return entry

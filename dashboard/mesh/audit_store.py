@@ -124,6 +124,16 @@ class SqliteJournal:
         except sqlite3.Error as error:
             raise JournalUnavailable(f"{self.where}: {error}") from error
 
+    def ready(self) -> None:
+        """Raise ``JournalUnavailable`` unless an entry could be written now (the write lock
+        is taken and given back: a read-only or locked file fails here, before a write)."""
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise JournalUnavailable(f"{self.where}: {error}") from error
+
     def _trim(self) -> None:
         cutoff = _now_ms(self._clock) - self.retention_ms
         self._db.execute("DELETE FROM entries WHERE ts < ?", (cutoff,))
@@ -223,6 +233,9 @@ class MemoryEntries:
     def iter_entries(self, query: AuditQuery, chunk: int = 500) -> Iterator[dict[str, Any]]:
         yield from self.query(query, 0, self.max_entries).entries
 
+    def ready(self) -> None:
+        """Memory always takes an entry."""
+
     def get(self, entry_id: str) -> dict[str, Any] | None:
         with self._lock:
             return next((e for e in self._entries if e.get("id") == entry_id), None)
@@ -286,6 +299,13 @@ class RedisEntries:
             self._appended += 1
             if self._appended % TRIM_EVERY == 1:
                 self._trim()
+        except self._errors as error:
+            raise JournalUnavailable(f"{self.where}: {error}") from error
+
+    def ready(self) -> None:
+        """Raise ``JournalUnavailable`` unless the Redis answers (and takes writes)."""
+        try:
+            self.client.ping()
         except self._errors as error:
             raise JournalUnavailable(f"{self.where}: {error}") from error
 

@@ -203,6 +203,13 @@ def apply_repair(
     there is none). ``before_write`` gets the value about to be replaced before every
     write (e.g. to save a backup; raising stops the repair). Logs one audit line.
     """
+    audit.before_write()  # a repair whose entry could not be kept writes nothing
+    with audit.in_job():  # one repair, one job on the trail
+        return _apply_repair(provider, plan, actor, attempts, before_write)
+
+
+def _apply_repair(provider: KeyValueProvider, plan: RepairPlan, actor: str, attempts: int,
+                  before_write: Callable[[str | None], None] | None) -> RepairResult:
     service = plan.report.service
     key = service.index_full_key
     base = list(plan.report.index_entries)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dashboard import mesh
+from dashboard.mesh import audit
 from dashboard.stores.base import KeyValueProvider
 from dashboard.stores.entries import Entry, now_ms
 from dashboard.stores.errors import Conflict, NotFound, ProviderError, WriteUnknown
@@ -137,6 +138,7 @@ def _change(provider: KeyValueProvider, service: mesh.Service | None, *,
     can (``in_txn``; None when it falls back), else the key ``alone`` and the index after it
     (``done``); an answer that was lost is read back (``settle``: was the index in the same
     transaction?) instead of being reported as a failure."""
+    audit.before_write()  # a write whose audit entry could not be kept is not made
     together = False
     try:
         if service is not None and service.keeps_index is not False and _transactional(provider):

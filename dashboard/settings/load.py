@@ -180,12 +180,14 @@ def _storage_url(reader: _Reader, name: str, schemes: tuple[str, ...]) -> str | 
         raise reader.fail(path, mask_url(url), "must name a database number, if any (redis://host:6379/0)")
     if scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
         raise reader.fail(path, mask_url(url), "must name an absolute directory (file:///var/lib/kv)")
+    if scheme == "sqlite" and (parts.netloc or not parts.path.startswith("/")):
+        raise reader.fail(path, mask_url(url), "must name an absolute file (sqlite:///var/lib/toska-kv/audit.sqlite3)")
     if scheme == "memory" and (parts.netloc or parts.path):
         raise reader.fail(path, mask_url(url), "must be exactly memory://")
     return url
 
 
-# --- observability: Dashboard:MetricsToken, LogFormat, AuditValues, AuditMaxEntries ----
+# --- observability: Dashboard:MetricsToken, LogFormat, Audit* ---------------------------
 
 LOG_FORMATS = ("text", "json")
 
@@ -200,9 +202,26 @@ def _observability(reader: _Reader) -> dict[str, Any]:
     return {
         "metrics_token": token or None,
         "log_format": log_format,
-        "audit_values": reader.boolean((*DB, "AuditValues"), False),
-        "audit_max_entries": reader.integer((*DB, "AuditMaxEntries"), 10000, minimum=1),
+        "audit_values": reader.boolean((*DB, "AuditValues"), True),
+        "audit_max_entries": reader.integer((*DB, "AuditMaxEntries"), 100_000, minimum=1),
+        "audit_value_bytes": reader.integer((*DB, "AuditValueBytes"), 64 * 1024, minimum=0),
+        "audit_retention_days": reader.number((*DB, "AuditRetentionDays"), 90.0),
+        "audit_storage": _storage_url(reader, "AuditStorage",
+                                      ("sqlite", *_REDIS_SCHEMES, "memory")),
     }
+
+
+def _data_directory(reader: _Reader, environ: Mapping[str, str]) -> str:
+    """``Dashboard:DataDirectory``: where the dashboard keeps its own files (the audit trail's
+    SQLite file); default ``$XDG_STATE_HOME/toska-kv`` (``~/.local/state/toska-kv``)."""
+    path = (*DB, "DataDirectory")
+    value = (reader.string(path) or "").strip()
+    if value:
+        if not os.path.isabs(value):
+            raise reader.fail(path, value, "must be an absolute directory")
+        return value
+    state = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "toska-kv")
 
 
 def load_settings(
@@ -284,7 +303,8 @@ def load_settings(
     # --- single sign-on through an authenticating proxy (Dashboard:TrustedAuth*) --------
     dashboard = replace(dashboard, **trusted_auth_settings(reader, dashboard.forwarded_proxies, warnings))
     # --- observability: metrics, structured logs, audit trail ---------------------------
-    dashboard = replace(dashboard, **_observability(reader))
+    dashboard = replace(dashboard, **_observability(reader),
+                        data_directory=_data_directory(reader, environ))
     # --- export and import --------------------------------------------------------------
     dashboard = replace(dashboard, max_import_bytes=reader.integer(
         (*DB, "MaxImportBytes"), DashboardSettings.max_import_bytes, minimum=1024))

@@ -133,10 +133,20 @@ class DashboardSettings:
     metrics_token: str | None = field(default=None, repr=False)
     #: ``text`` (readable lines, for the CLI and development) or ``json`` (one JSON object a line)
     log_format: Literal["text", "json"] = "text"
-    #: the audit trail keeps the values written (else only their sizes)
-    audit_values: bool = False
+    #: the audit trail keeps the values before and after each write (else only their sizes;
+    #: then an undo cannot put a value back)
+    audit_values: bool = True
     #: the audit trail keeps this many newest entries
-    audit_max_entries: int = 10000
+    audit_max_entries: int = 100_000
+    #: the most of one value an entry keeps (a longer value is kept as its size and digest)
+    audit_value_bytes: int = 64 * 1024
+    #: entries older than this many days are dropped
+    audit_retention_days: float = 90.0
+    #: ``sqlite:///file`` (None: ``audit.sqlite3`` in ``data_directory``, unless the session
+    #: storage is a Redis: then that Redis), ``redis://``/``rediss://`` or ``memory://``
+    audit_storage: str | None = field(default=None, repr=False)
+    #: where the dashboard keeps its own files (``Dashboard:DataDirectory``)
+    data_directory: str = ""
 
     # --- export and import (Dashboard:MaxImportBytes; see transfer/) ---------------------
     #: the largest file an import takes (it is kept whole between the plan and the confirm)
@@ -263,6 +273,10 @@ class Settings:
                 "LogFormat": db.log_format,
                 "AuditValues": db.audit_values,
                 "AuditMaxEntries": db.audit_max_entries,
+                "AuditValueBytes": db.audit_value_bytes,
+                "AuditRetentionDays": db.audit_retention_days,
+                "AuditStorage": mask_url(db.audit_storage) if db.audit_storage else None,
+                "DataDirectory": db.data_directory,
                 "MaxImportBytes": db.max_import_bytes,
                 "MaxLiveStreams": db.max_live_streams,
                 "Access": [

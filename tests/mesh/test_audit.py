@@ -12,9 +12,10 @@ import pytest
 
 from dashboard.devstore import start_devstore
 from dashboard.main import main
+from dashboard.mesh import audit_journal
+from dashboard.stores.errors import NotFound
 from dashboard.stores.mutations import NO_TTL
 from dashboard.stores.toskastore.provider import ToskaStoreProvider
-from dashboard.web.audit_journal import RedisJournal
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.webapp import csrf_token, login, make_app, post_form
 
@@ -118,22 +119,31 @@ def test_create_edit_delete_and_repair_are_listed_newest_first_with_versions_and
     assert "+0 −1" in page and f"− {prefix}gone" in html.unescape(re.sub("<[^>]+>", "", page))
 
 
-def test_values_are_kept_only_with_audit_values(provider):
-    plain = editor_of(make_app(provider))
+def test_values_are_kept_unless_audit_values_is_off(provider):
+    plain = editor_of(make_app(provider, dashboard={"AuditValues": False}))
     create(plain, "au2:k", '{"pin":"4711"}')
     page = plain.get("/audit").get_data(as_text=True)
     assert rows(plain.get("/audit"))[0]["new-size"] == "14"
     assert "4711" not in page and 'data-testid="audit-new-value"' not in page
 
-    with_values = editor_of(make_app(provider, dashboard={"AuditValues": True}))
+    with_values = editor_of(make_app(provider))  # the default: values kept (for undo)
     edit(with_values, provider, "au2:k", '{"pin":"0815"}')
     page = html.unescape(with_values.get("/audit").get_data(as_text=True))
     assert '{"pin":"4711"}' in page and '{"pin":"0815"}' in page
     assert 'data-testid="audit-new-value"' in page
 
 
+def test_a_value_over_audit_value_bytes_is_kept_as_its_size_alone(provider):
+    client = editor_of(make_app(provider, dashboard={"AuditValueBytes": 16}))
+    create(client, "au2b:k", '{"pin":"4711","pad":"xxxxxxxxxxxx"}')
+    [entry] = client.application.extensions["kv_audit"].query(
+        audit_journal.AuditQuery(key="au2b:k"), 0, 5).entries
+    assert "new_value" not in entry and entry["new_value_omitted"] is True
+    assert entry["new_size"] == 35
+
+
 def test_viewers_see_every_entry_without_values_and_anonymous_callers_log_in(provider):
-    app = make_app(provider, dashboard={"AuditValues": True})
+    app = make_app(provider)
     create(editor_of(app), "au2v:k", '{"pin":"4711"}')
     viewer = app.test_client()
     login(viewer, "vi")
@@ -142,7 +152,7 @@ def test_viewers_see_every_entry_without_values_and_anonymous_callers_log_in(pro
     assert [(r["action"], r["key"], r["new-size"]) for r in rows(seen)] == [
         ("create", "au2v:k", "14")]
     assert "4711" not in page and 'data-testid="audit-values"' not in page
-    assert "Values are shown to editors only" in page
+    assert "Values before and after are shown for the keys you may change" in page
     assert 'href="/audit"' in viewer.get("/services").get_data(as_text=True)  # in the nav
     assert '{"pin":"4711"}' in html.unescape(editor_of(app).get("/audit").get_data(as_text=True))
     anonymous = app.test_client().get("/audit")
@@ -178,22 +188,46 @@ def test_two_replicas_sharing_a_redis_see_the_same_trail(provider, redis_server)
     assert seen_by_one == seen_by_two
     assert [(r["action"], r["key"]) for r in seen_by_one] == [("edit", "au5:k"), ("create", "au5:k")]
     with redis_server.client() as raw:
-        assert raw.llen("kvdash:audit") == 2
+        assert raw.hlen("{kvdash-audit}:e") == 2
         assert not any(key.startswith(b"au5") for key in raw.keys("*"))  # not in the mesh's keys
 
 
-def test_a_journal_that_does_not_answer_never_undoes_a_write(provider, redis_server):
+def test_a_write_the_trail_cannot_keep_is_not_made(provider, redis_server):
     app = make_app(provider, dashboard={
         "SessionStorage": f"redis://{redis_server.host}:{redis_server.port}/0"})
     client = editor_of(app)
     # the trail's Redis (here: a port nothing listens on) is down; the sessions' is not
-    app.extensions["kv_audit"] = RedisJournal(f"redis://127.0.0.1:{free_port()}/0", 10,
-                                              timeout=1.0)
-    create(client, "au6:k", "{}")
-    assert provider.get("au6:k").value == "{}"
+    app.extensions["kv_audit"] = audit_journal.RedisEntries(
+        f"redis://127.0.0.1:{free_port()}/0", 10, 90, timeout=1.0)
+    refused = post_form(client, "/key/new", {"key": "au6:k", "value": "{}", "ttl_mode": "none",
+                                             "compact": "on"})
+    assert refused.status_code == 503
+    assert "audit trail" in html.unescape(refused.get_data(as_text=True))
+    with pytest.raises(NotFound):
+        provider.get("au6:k")
     refused = client.get("/audit")
     assert refused.status_code == 503
     assert "Audit trail unavailable" in refused.get_data(as_text=True)
+
+
+def test_an_unopenable_trail_refuses_writes_and_says_where(provider, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    app = make_app(provider, dashboard={"AuditStorage": f"sqlite://{blocker}/audit.sqlite3"})
+    client = editor_of(app)
+    refused = post_form(client, "/key/new", {"key": "au6b:k", "value": "{}", "ttl_mode": "none",
+                                             "compact": "on"})
+    assert refused.status_code == 503 and "audit.sqlite3" in html.unescape(
+        refused.get_data(as_text=True))
+    with pytest.raises(NotFound):
+        provider.get("au6b:k")
+
+
+def test_the_trail_survives_a_restart_of_the_dashboard(provider, tmp_path):
+    storage = {"AuditStorage": f"sqlite://{tmp_path}/audit.sqlite3"}
+    create(editor_of(make_app(provider, dashboard=storage)), "au6c:k", '{"v":1}')
+    again = editor_of(make_app(provider, dashboard=storage))
+    assert [(r["action"], r["key"]) for r in rows(again.get("/audit"))] == [("create", "au6c:k")]
 
 
 def test_a_write_the_store_did_not_confirm_is_audited_as_unconfirmed():
@@ -306,7 +340,7 @@ def test_the_command_lines_writes_reach_the_audit_of_a_web_app_sharing_its_redis
         "repair", "au11:__keys", operator)
 
 
-def test_a_command_whose_journal_does_not_answer_still_writes(
+def test_a_command_whose_journal_does_not_answer_writes_nothing(
         provider, running, tmp_path, clean_environment, capsys):
     config = tmp_path / "appsettings.json"
     config.write_text(json.dumps({
@@ -316,8 +350,72 @@ def test_a_command_whose_journal_does_not_answer_still_writes(
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps({"key": f"au12:k{n}", "value": "v", "ttl_ms": None})
                             + "\n" for n in range(3)))
-    assert main(["import", "--config", str(config), str(data), "--yes"]) == 0
-    assert provider.get("au12:k2").value == "v"
+    assert main(["import", "--config", str(config), str(data), "--yes"]) == 2
+    assert provider.exists_many(["au12:k0", "au12:k2"]) == {"au12:k0": False, "au12:k2": False}
     err = capsys.readouterr().err
-    assert err.count("not kept on /audit") == 2  # the first failure, then one count
-    assert "3 audit entries not kept" in err
+    assert "audit trail" in err and "Not written" in err
+
+
+def test_the_trail_filters_by_operator_prefix_action_and_window_and_downloads_as_jsonl(
+        provider):
+    clock_app = make_app(provider, dashboard={"Access": [
+        {"Prefixes": "au20s:", "Role": "editor", "Users": "ed"}]})
+    ed = editor_of(clock_app)
+    create(ed, "au20a:k1", '{"n":1}')
+    create(ed, "au20s:k1", '{"secret":1}')
+    edit(ed, provider, "au20a:k1", '{"n":2}')
+    rx = clock_app.test_client()
+    login(rx, "rx")
+    create(rx, "au20a:k2", '{"n":3}')
+
+    def keys(url, client=ed):
+        return [(r["action"], r["key"], r["operator"]) for r in rows(client.get(url))]
+
+    assert keys("/audit?operator=rx") == [("create", "au20a:k2", "rx")]
+    assert keys("/audit?prefix=au20a:&action=create") == [
+        ("create", "au20a:k2", "rx"), ("create", "au20a:k1", "ed")]
+    assert keys("/audit?prefix=au20&last=15m") == [
+        ("create", "au20a:k2", "rx"), ("edit", "au20a:k1", "ed"), ("create", "au20s:k1", "ed"),
+        ("create", "au20a:k1", "ed")]
+    assert keys("/audit?prefix=au20&until=2001-01-01T00:00") == []
+    assert ed.get("/audit?last=forever").status_code == 400
+    # the restricted prefix is not in rx's trail, on the page or in the download
+    assert ("create", "au20s:k1", "ed") not in keys("/audit?prefix=au20", rx)
+    download = rx.get("/audit.jsonl?prefix=au20")
+    assert download.headers["Content-Type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in download.get_data(as_text=True).splitlines()]
+    assert [e["key"] for e in lines] == ["au20a:k2", "au20a:k1", "au20a:k1"]
+    assert lines[1]["old_value"] == '{"n":1}' and lines[1]["new_value"] == '{"n":2}'
+    mine = [json.loads(line) for line in ed.get("/audit.jsonl?prefix=au20s:").get_data(
+        as_text=True).splitlines()]
+    assert [e["key"] for e in mine] == ["au20s:k1"] and mine[0]["new_value"] == '{"secret":1}'
+
+
+def test_entries_keep_what_an_undo_needs_and_an_import_is_one_job(provider):
+    app = make_app(provider)
+    client = editor_of(app)
+    create(client, "au21:k", '{"v":1}')
+    edit(client, provider, "au21:k", '{"v":2}')
+    delete(client, provider, "au21:k")
+    journal = app.extensions["kv_audit"]
+    deleted, edited, created = journal.query(audit_journal.AuditQuery(key="au21:k"), 0, 5).entries
+    assert created["before"] == {"exists": False} and created["after"]["exists"] is True
+    assert edited["before"]["digest"] == created["after"]["digest"]
+    assert edited["old_value"] == '{"v":1}' and edited["new_value"] == '{"v":2}'
+    assert deleted["after"] == {"exists": False} and deleted["before"]["digest"] == \
+        edited["after"]["digest"]
+    assert all(e["store"] == provider.name for e in (created, edited, deleted))
+    assert created.get("job") is None
+
+    upload = io.BytesIO(b"".join(json.dumps({"key": f"au21:i{n}", "value": "1", "ttl_ms": None})
+                                 .encode() + b"\n" for n in range(3)))
+    planned = client.post("/import", data={"file": (upload, "in.jsonl"), "mode": "create-only",
+                                           "csrf_token": csrf_token(client, "/import")},
+                          content_type="multipart/form-data")
+    token = re.search(r'name="upload" value="([^"]+)"', planned.get_data(as_text=True)).group(1)
+    done = post_form(client, "/import/confirm", {"upload": token}, token_from="/import")
+    assert done.status_code == 200
+    imported = journal.query(audit_journal.AuditQuery(prefix="au21:i"), 0, 10).entries
+    jobs = {e.get("job") for e in imported}
+    assert len(imported) == 3 and len(jobs) == 1 and None not in jobs
+    assert journal.query(audit_journal.AuditQuery(job=jobs.pop()), 0, 10).total >= 3

@@ -180,6 +180,7 @@ ROUTES: dict[tuple[str, str], RouteSpec] = {
     ("store.overview", "GET"): _spec("login", _get("/store"), 200),
     ("metrics.metrics", "GET"): _spec("public", _get("/metrics"), 200),
     ("audit.index", "GET"): _spec("login", _get("/audit"), 200),
+    ("audit.download", "GET"): _spec("login", _get("/audit.jsonl", prefix=_prefix), 200),
     ("services.root", "GET"): _spec("public", _get("/"), 302, location="/services"),
     ("services.index", "GET"): _spec("login", _get("/services"), 200),
     ("services.summary", "GET"): _spec("login", _get("/services/summary", prefix=_prefix), 200),

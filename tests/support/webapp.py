@@ -26,9 +26,13 @@ def make_app(provider: Any = None, *, dashboard: dict[str, Any] | None = None,
              mesh: dict[str, Any] | None = None, **flask_config: Any):
     """An app on ``provider`` with an editor ``ed`` and a viewer ``vi``."""
     overrides: dict[str, Any] = {
-        # sessions in this process's memory: each test app its own, nothing left on disk
+        # sessions and the audit trail in this process's memory: each test app its own,
+        # nothing left on disk
         # and discovery walks on every page: tests seed services and look at once
+        # (a test that names a session storage gets the trail the dashboard derives from it)
         "Dashboard": {"SecretKey": SECRET, "Users": _USERS, "SessionStorage": "memory://",
+                      **({} if "SessionStorage" in (dashboard or {}) else
+                         {"AuditStorage": "memory://"}),
                       "DiscoveryCacheSeconds": 0, **(dashboard or {})},
     }
     if mesh:

@@ -41,6 +41,7 @@ NO_HOSTILE_TEXT = {
     "transfer.export": "a JSON Lines attachment of the exact values (nosniff), not HTML",
     "keys.favicon": "a fixed SVG icon",
     "access.environment_stylesheet": "a colour validated as #rrggbb at start-up",
+    "audit.download": "JSON Lines (application/x-ndjson), never rendered as HTML",
     "live.stream": "an SSE stream (text/event-stream), not a page: its fragments are checked "
                    "with hostile keys and values in tests/web/test_live.py",
 }

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dashboard import mesh
+from dashboard.mesh import audit as audit_trail
 from dashboard.mesh import writes
 from dashboard.mesh.transfer.import_plan import Plan, PlannedKey, ttl_for
 from dashboard.stores.base import KeyValueProvider
@@ -119,6 +120,14 @@ def apply(
     defaults to ``audit.index_updated`` where ``audit`` has one (``audit_hooks``)."""
     if plan.refused:
         raise ValueError(plan.refused)
+    audit_trail.before_write()  # an import whose entries could not be kept writes nothing
+    with audit_trail.in_job():  # one import, one job on the trail (undone as one)
+        return _apply(provider, settings, plan, audit, unconfirmed, index_audit)
+
+
+def _apply(provider: KeyValueProvider, settings, plan: Plan, audit: Audit | None,
+           unconfirmed: Callable[[str, str, PlannedKey], None] | None,
+           index_audit: IndexAudit | None) -> ImportResult:
     if index_audit is None:
         index_audit = getattr(audit, "index_updated", None)
     result = ImportResult()
