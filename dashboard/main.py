@@ -313,6 +313,7 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+from dashboard.cli.history import SUBCOMMANDS as _HISTORY  # noqa: E402 - history, revert
 from dashboard.cli.index import SUBCOMMANDS as _INDEX  # noqa: E402 - check-index, repair-index
 from dashboard.cli.transfer import SUBCOMMANDS as _TRANSFER  # noqa: E402 - export, import
 
@@ -321,6 +322,7 @@ from dashboard.cli.transfer import SUBCOMMANDS as _TRANSFER  # noqa: E402 - expo
 _TRANSFER_WRITES = {"export": False, "import": True}
 
 COMMANDS.update(_INDEX)
+COMMANDS.update(_HISTORY)
 COMMANDS.update({name: spec if isinstance(spec, Command)
                  else Command(*spec, writes=_TRANSFER_WRITES[name])
                  for name, spec in _TRANSFER.items()})

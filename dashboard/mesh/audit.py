@@ -212,7 +212,8 @@ def _states(action: str, before: Entry | None, after: Entry | None, *,
     if before is not None or action == "create":
         states["before"] = _state(before)
     elif action == "import":
-        states["before"] = {"exists": read_before, "partial": True}
+        # a new key: known to have been absent; an overwrite: its value was not kept
+        states["before"] = {"exists": True, "partial": True} if read_before else {"exists": False}
     return states
 
 
@@ -221,13 +222,15 @@ _MESSAGES = {
     "edit": "edit: %s wrote %r",
     "delete": "delete: %s deleted %r",
     "import": "import: %s imported %r",
+    "revert": "revert: %s put back %r",
 }
 
 
 def key_write(action: str, operator: str, key: str, *, result: WriteResult,
               before: Entry | None = None, value: str | None = None, ttl: str | None = None,
               expected: str | None = None, old_version: int | None = None,
-              old_size: int | None = None) -> dict[str, Any]:
+              old_size: int | None = None, extra: dict[str, Any] | None = None,
+              ) -> dict[str, Any]:
     """A create, edit or delete that happened (``result``), from ``before`` to ``value``.
 
     Without ``before`` (an import: the plan read the key in bulk), ``old_version`` and
@@ -252,6 +255,7 @@ def key_write(action: str, operator: str, key: str, *, result: WriteResult,
         "detail": "; ".join(filter(None, [f"ttl {ttl}" if ttl else "",
                                           "" if result.existed else "the key was already gone",
                                           result.note])),
+        **(extra or {}),
     }
     message = _MESSAGES[action] + " (%s -> %s, %s -> %s bytes, index %s)"
     if ttl:

@@ -18,6 +18,7 @@ import pytest
 import dashboard.main as entry
 from dashboard.devstore import start_devstore
 from dashboard.main import COMMANDS, main
+from dashboard.stores.mutations import NO_TTL
 from tests.support.webapp import csrf_token, post_form
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
@@ -35,10 +36,34 @@ SAMPLES: dict[str, Callable[[Path], list[str]] | None] = {
     "export": lambda tmp: ["export", "--prefix", PREFIX, "--output", str(tmp / "out.jsonl"),
                            "--quiet"],
     "hash-password": lambda tmp: ["hash-password", "pw"],
+    "history": lambda tmp: ["history", PREFIX + "k"],
+    "revert": lambda tmp: ["revert", audited_create(tmp), "--yes"],
     "serve": None,  # the web app refuses writes itself (tests/web/test_views.py, test_route_matrix)
     "devstore": None,  # serves an in-memory store of its own; reads no settings
     "demo": None,  # seeds its own in-process store: test_demo_under_read_only_serves_read_only
 }
+
+def audited_create(tmp: Path) -> str:
+    """The id of the audit entry of a create, on the journal the commands use (an undo of
+    it deletes the key: a write)."""
+    from dashboard.cli.audit import journaled
+    from dashboard.mesh import audit, open_store, writes
+    from dashboard.mesh.audit_journal import AuditQuery, make_journal
+    from dashboard.settings.load import load_settings
+
+    settings = load_settings()
+    key = f"{PREFIX}undo-{tmp.name}"
+    provider = open_store(settings)
+    with journaled(settings):
+        result = writes.create(provider, settings, key, "1", ttl=NO_TTL)
+        audit.key_write("create", "cli:test", key, result=result, value="1")
+    provider.close()
+    journal = make_journal(settings)
+    try:
+        return journal.query(AuditQuery(key=key), 0, 1).entries[0]["id"]
+    finally:
+        journal.close()
+
 
 WRITING = sorted(name for name, command in COMMANDS.items() if command.writes)
 RUNNABLE = sorted(name for name, sample in SAMPLES.items() if sample is not None)
@@ -69,15 +94,16 @@ def contents(running) -> tuple[int, dict]:
 
 def test_every_command_has_a_sample():
     assert set(SAMPLES) == set(COMMANDS), "add the new command to SAMPLES"
-    assert set(WRITING) == {"seed", "repair-index", "import"}
+    assert set(WRITING) == {"seed", "repair-index", "import", "revert"}
 
 
 @pytest.mark.parametrize("name", RUNNABLE)
 def test_read_only_refuses_every_writing_command_and_no_command_writes(
         name, store, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("Dashboard__ReadOnly", "true")
+    argv = SAMPLES[name](tmp_path)  # a sample may prepare what it acts on
     before = contents(store)
-    code = main(SAMPLES[name](tmp_path))
+    code = main(argv)
     captured = capsys.readouterr()
     assert contents(store) == before, f"{name} wrote under Dashboard__ReadOnly"
     if COMMANDS[name].writes:
@@ -95,8 +121,9 @@ def test_read_only_refuses_every_writing_command_and_no_command_writes(
 @pytest.mark.parametrize("name", WRITING)
 def test_each_writing_sample_writes_without_read_only(name, store, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("Dashboard__ReadOnly", "false")
+    argv = SAMPLES[name](tmp_path)
     before = contents(store)
-    assert main(SAMPLES[name](tmp_path)) == 0, capsys.readouterr().err
+    assert main(argv) == 0, capsys.readouterr().err
     assert contents(store) != before
 
 

@@ -98,6 +98,20 @@ class Scene:
         service = mesh.service_for_prefix(settings, self.prefix)
         return jobs.start(self.app, self.provider, service, actor="ed")
 
+    def audited_edit(self) -> str:
+        """The id of an audit entry of an edit of ``doc``, kept in the app's own journal (as
+        the edit page would keep it): its undo is a write."""
+        from dashboard.mesh import audit, writes
+        from dashboard.stores.mutations import NO_TTL as NO_EXPIRY
+
+        with self.app.app_context():
+            before = self.provider.get(self.key("doc"))
+            result = writes.replace(self.provider, self.app.config["KV_SETTINGS"],
+                                    self.key("doc"), '{"a": 5}', ttl=NO_EXPIRY,
+                                    expected=before.token)
+            return audit.key_write("edit", "ed", self.key("doc"), result=result, before=before,
+                                   value='{"a": 5}')["id"]
+
     def import_line(self) -> str:
         """One JSON Lines record creating ``imported`` (a key no seed writes)."""
         return json.dumps({"key": self.key("imported"), "value": '{"n":1}', "ttl_ms": None})
@@ -181,6 +195,11 @@ ROUTES: dict[tuple[str, str], RouteSpec] = {
     ("metrics.metrics", "GET"): _spec("public", _get("/metrics"), 200),
     ("audit.index", "GET"): _spec("login", _get("/audit"), 200),
     ("audit.download", "GET"): _spec("login", _get("/audit.jsonl", prefix=_prefix), 200),
+    # history and undo (views/history.py): a key's timeline, undoing one entry
+    ("history.timeline", "GET"): _spec("login", _get("/key/history", key=_doc), 200),
+    ("history.revert_entry", "POST"): _spec(
+        "editor", lambda s: Call("POST", "/audit/revert", data={"id": s.audited_edit()}),
+        303, writes=True, location="/key/history?key="),
     ("services.root", "GET"): _spec("public", _get("/"), 302, location="/services"),
     ("services.index", "GET"): _spec("login", _get("/services"), 200),
     ("services.summary", "GET"): _spec("login", _get("/services/summary", prefix=_prefix), 200),

@@ -91,9 +91,10 @@ def test_a_bad_token_is_refused_and_writes_nothing(route, bad, app, store, prefi
         "other-session-header": (None, {"X-CSRFToken": other, "HX-Request": "true"}),
     }[bad]
     logged_in = is_logged_in(client)
+    call = spec.build(scene)  # building may prepare what the call acts on (an entry to undo)
     before = store_snapshot(store)
 
-    refused = send(client, spec.build(scene), token=token, headers=headers)
+    refused = send(client, call, token=token, headers=headers)
     body = refused.get_data(as_text=True)
     if headers.get("HX-Request"):
         # htmx swaps no 4xx: the refusal is a 200 banner retargeted into the flash area
@@ -108,7 +109,7 @@ def test_a_bad_token_is_refused_and_writes_nothing(route, bad, app, store, prefi
     assert is_logged_in(client) == logged_in, "the session changed on a refused request"
 
     # the same request with this session's own token goes through
-    accepted = send(client, spec.build(scene), token=own)
+    accepted = send(client, call, token=own)
     assert_succeeded(route, spec, accepted, client, before, store)
 
 
@@ -118,7 +119,8 @@ def test_the_token_in_htmx_header_is_accepted(route, app, store, prefix):
     spec = spec_for(route)
     scene = Scene(app, store, prefix).seed()
     client = caller(app, route)
+    call = spec.build(scene)
     before = store_snapshot(store)
-    response = send(client, spec.build(scene), token=None,
+    response = send(client, call, token=None,
                     headers={"X-CSRFToken": token_for(client), "HX-Request": "true"})
     assert_succeeded(route, spec, response, client, before, store)

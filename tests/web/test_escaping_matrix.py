@@ -196,6 +196,7 @@ CASES = [
           lambda w, c: url("/browse", prefix=w.service, view="folders"), "key", "service"),
     _case("browse-next-rows", "keys.browse", second_page_url, "key", "json", "raw"),
     _case("audit", "audit.index", lambda w, c: "/audit"),
+    _case("history", "history.timeline", lambda w, c: url("/key/history", key=w.json_key), "key"),
     _case("folder-count", "keys.folder_count",
           lambda w, c: url("/browse/count", prefix=w.leaf_key.rsplit(":", 1)[0] + ":")),
     _case("key-json", "keys.detail", lambda w, c: url("/key", key=w.json_key),

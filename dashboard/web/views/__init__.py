@@ -30,6 +30,9 @@ def register_blueprints(app: Flask) -> None:
 
     # key search lives in keys.browse (?match=); value search has its own page
     app.register_blueprint(search.bp)
+    from dashboard.web.views import history
+
+    app.register_blueprint(history.bp)
     app.jinja_env.filters.update(show_key_wrap=formatting.show_key_wrap,
                                  hit_excerpt=formatting.hit_excerpt)
 
