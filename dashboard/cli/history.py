@@ -67,13 +67,18 @@ def _v(version) -> str:
 
 
 def _configure_revert(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("id", help="the audit entry to undo (toska-kv history KEY lists them)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", help="the audit entry to undo (toska-kv history KEY "
+                       "lists them)")
+    which.add_argument("--job", help="undo a whole import or repair, key by key")
     parser.add_argument("--yes", action="store_true", help="do not ask before writing")
     parser.add_argument("--force", action="store_true",
                         help="restore even if the key changed since the entry")
 
 
 def _run_revert(args: argparse.Namespace) -> int:
+    if args.job:
+        return _run_revert_job(args)
     from dashboard.mesh import open_store, revert
 
     settings = settings_from(args)
@@ -108,6 +113,39 @@ def _run_revert(args: argparse.Namespace) -> int:
         provider.close()
     print(f"undone: {plan.key}")
     return 0
+
+
+def _run_revert_job(args: argparse.Namespace) -> int:
+    from dashboard.mesh import open_store, revert
+
+    settings = settings_from(args)
+    journal = _journal(settings)
+    try:
+        entries = list(journal.iter_entries(AuditQuery(job=args.job)))
+    except JournalUnavailable as error:
+        raise CommandError(f"the audit trail did not answer: {error}") from None
+    finally:
+        journal.close()
+    if not entries:
+        raise CommandError(f"no job {args.job!r} on the audit trail")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError("not undoing: stdin is not a terminal to confirm on; pass --yes")
+        if ask(f"Undo job {args.job} ({len(entries)} entries)? [y/N]", sys.stdout).lower() \
+                not in ("y", "yes"):
+            raise CommandError("aborted: nothing was written", EXIT_NOT_UNDONE)
+    provider = open_store(settings)
+    try:
+        with audit_to_stderr():
+            report = revert.revert_job(provider, settings, args.job, entries, operator=actor())
+    finally:
+        provider.close()
+    for key, outcome, detail in report.results:
+        print(f"{outcome:<9} {key}  {detail}")
+    totals = report.totals
+    print(f"undo job {report.undo_job}: {totals['reverted']} reverted, {totals['changed']} "
+          f"changed since, {totals['failed']} failed", file=sys.stderr)
+    return 0 if not totals["changed"] and not totals["failed"] else EXIT_NOT_UNDONE
 
 
 #: name -> ``Command``, plugged into ``cli.COMMANDS``

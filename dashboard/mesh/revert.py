@@ -15,17 +15,18 @@ import's overwrite (the plan kept the old version, not the old value).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dashboard.mesh import audit, writes
 from dashboard.stores.base import KeyValueProvider
 from dashboard.stores.entries import Entry, now_ms
-from dashboard.stores.errors import InvalidRequest, NotFound
+from dashboard.stores.errors import Conflict, InvalidRequest, NotFound, ProviderError
 from dashboard.stores.mutations import NO_TTL, TtlChange
 
 #: actions whose entries describe one key's write, and so can be undone
-REVERTIBLE = ("create", "edit", "delete", "import", "ttl", "revert")
+REVERTIBLE = ("create", "edit", "delete", "import", "ttl", "revert", "repair")
 
 State = Literal["as-after", "changed", "gone", "appeared"]
 
@@ -149,3 +150,61 @@ def apply_revert(provider: KeyValueProvider, settings, plan: RevertPlan, *, oper
                     value=plan.old_value if plan.action != "delete" else None,
                     ttl="restored", extra={"reverts": plan.entry.get("id"), "forced": not plan.safe})
     return result
+
+
+# --------------------------------------------------------------------------- a whole job
+
+def is_index_update(entry: dict[str, Any]) -> bool:
+    """An import's update of a service's index: it follows its keys' undo, not undone itself."""
+    return entry.get("action") == "import" and "added_count" in (entry.get("index") or {})
+
+
+@dataclass
+class JobReport:
+    """What undoing a job did, key by key: (key, outcome, detail), outcome one of
+    ``reverted``, ``changed`` (the key moved since: not written), ``failed``."""
+
+    job: str
+    undo_job: str = ""
+    results: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        counts = {"reverted": 0, "changed": 0, "failed": 0}
+        for _, outcome, _ in self.results:
+            counts[outcome] += 1
+        return counts
+
+
+def revert_job(provider: KeyValueProvider, settings, job: str,
+               entries: Iterable[dict[str, Any]], *, operator: str,
+               on_progress: Callable[[JobReport], None] | None = None,
+               cancelled: Callable[[], bool] | None = None) -> JobReport:
+    """Undo every key write of ``job`` (``entries``: its entries, newest first, so that two
+    writes of one key unwind in order), each with ``apply_revert``'s rule: a key changed
+    since is reported and left alone. The undo is a job of its own on the trail."""
+    report = JobReport(job)
+    audit.before_write()
+    with audit.in_job() as undo_job:
+        report.undo_job = undo_job
+        for entry in entries:
+            if cancelled is not None and cancelled():
+                break
+            if is_index_update(entry) or not entry.get("key"):
+                continue
+            key = entry["key"]
+            try:
+                plan = plan_revert(provider, entry)
+                if not plan.safe:
+                    report.results.append((key, "changed", plan.describe()))
+                else:
+                    apply_revert(provider, settings, plan, operator=operator)
+                    report.results.append((key, "reverted", plan.action))
+            except (CannotRevert, Conflict) as error:
+                outcome = "changed" if isinstance(error, Conflict) else "failed"
+                report.results.append((key, outcome, error.message))
+            except ProviderError as error:
+                report.results.append((key, "failed", error.message))
+            if on_progress is not None:
+                on_progress(report)
+    return report

@@ -303,6 +303,17 @@ class KeyValueProvider(ABC):
             return None
         return "this store cannot stream key changes"
 
+    def key_history(self, key: str, *, limit: int = 200) -> list:
+        """The changes of ``key`` the store itself retains (``changes.ChangeEvent``s),
+        newest first, at most ``limit``: writes made by anyone, the dashboard or not.
+
+        Only stores that keep a change history (ToskaStore main) implement it; others raise
+        ``Unsupported`` saying so. ``HistoryGone`` when the history cannot be read back.
+        """
+        from dashboard.stores.errors import Unsupported
+
+        raise Unsupported("this store keeps no history of changes", store=self.name)
+
     def watch(self, prefix: str, since_revision: int | None = None):
         """Stream the changes of keys under ``prefix``: a ``changes.ChangeStream``.
 

@@ -191,6 +191,9 @@ class MeteredProvider(KeyValueProvider):
     def check_read(self, key: str) -> None:
         self._inner.check_read(key)
 
+    def key_history(self, key: str, *, limit: int = 200) -> list:
+        return self._call("key_history", self._inner.key_history, key, limit=limit)
+
     def list_keys(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100):
         return self._call("list_keys", self._inner.list_keys, prefix, cursor=cursor, limit=limit)
 

@@ -59,3 +59,16 @@ def test_revert_of_an_unknown_entry_says_so(tmp_path, devstore, capsys):
     config = appsettings(tmp_path, devstore.url)
     assert main(["revert", "--config", config, "nope", "--yes"]) == 2
     assert "no audit entry 'nope'" in capsys.readouterr().err
+
+
+def test_revert_job_undoes_a_whole_import(tmp_path, devstore, capsys):
+    config = appsettings(tmp_path, devstore.url)
+    data = tmp_path / "many.jsonl"
+    data.write_text("".join(json.dumps({"key": f"histj:k{n}", "value": "1", "ttl_ms": None})
+                            + "\n" for n in range(3)))
+    assert main(["import", "--config", config, str(data), "--yes"]) == 0
+    job = history(config, "histj:k0", capsys)[0]["job"]
+    assert main(["revert", "--config", config, "--job", job, "--yes"]) == 0
+    out = capsys.readouterr()
+    assert out.out.count("reverted") == 3 and "3 reverted, 0 changed since, 0 failed" in out.err
+    assert all(devstore.store.get(f"histj:k{n}") is None for n in range(3))

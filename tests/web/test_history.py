@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from dashboard.mesh.audit_journal import AuditQuery
 from dashboard.stores.errors import NotFound
 from dashboard.stores.mutations import NO_TTL
 from tests.support.backends import start_backend
@@ -178,3 +179,79 @@ def test_the_ttl_a_revert_restores_is_what_was_left(store, prefix, editor):
     [(entry_id, _)] = entry_ids(editor, key)
     assert undo(editor, entry_id).status_code == 303
     assert store.provider.get(key).ttl_ms is None  # it had no expiry before
+
+
+def import_file(client, lines: list[dict], mode: str = "create-only") -> None:
+    import io
+
+    from tests.support.webapp import csrf_token
+
+    body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    planned = client.post("/import", data={"file": (io.BytesIO(body), "in.jsonl"), "mode": mode,
+                                           "csrf_token": csrf_token(client, "/import")},
+                          content_type="multipart/form-data")
+    token = re.search(r'name="upload" value="([^"]+)"', planned.get_data(as_text=True)).group(1)
+    assert post_form(client, "/import/confirm", {"upload": token}, token_from="/import"
+                     ).status_code == 200
+
+
+def test_undoing_an_import_job_deletes_its_new_keys_and_leaves_changed_ones(
+        store, prefix, editor, app):
+    import_file(editor, [{"key": f"{prefix}i{n}", "value": f'{{"n":{n}}}', "ttl_ms": None}
+                         for n in range(3)])
+    [entry] = app.extensions["kv_audit"].query(AuditQuery(key=f"{prefix}i0"), 0, 1).entries
+    job = entry["job"]
+    store.provider.put(f"{prefix}i1", '{"n":"runtime"}', ttl=NO_TTL)  # written since
+    audit_page = editor.get(f"/audit?job={job}").get_data(as_text=True)
+    assert 'data-testid="revert-job-form"' in audit_page
+    report = post_form(editor, "/audit/revert", {"job": job})
+    page = report.get_data(as_text=True)
+    assert report.status_code == 200
+    outcomes = dict(re.findall(r'data-key="([^"]+)" data-outcome="([^"]+)"', page))
+    assert outcomes == {f"{prefix}i0": "reverted", f"{prefix}i1": "changed",
+                        f"{prefix}i2": "reverted"}
+    for gone in ("i0", "i2"):
+        with pytest.raises(NotFound):
+            store.provider.get(prefix + gone)
+    assert store.provider.get(f"{prefix}i1").value == '{"n":"runtime"}'
+    undo_job = re.search(r'data-testid="undo-job">([^<]+)<', page).group(1)
+    assert undo_job != job and f"job={undo_job}" in page
+
+
+def test_undoing_a_repair_puts_the_index_back(store, prefix, editor):
+    if store.provider.kind != "toskastore":
+        pytest.skip("the mesh keeps __keys indexes on ToskaStore only")
+    store.seed({prefix + "a": "1"})
+    store.provider.put(prefix + "__keys", '["a","stale"]', ttl=NO_TTL)
+    service = prefix
+    page = editor.get(f"/index/repair?service={service}&action=prune-stale").get_data(
+        as_text=True)
+    digest = re.search(r'name="digest" value="([^"]+)"', page).group(1)
+    done = post_form(editor, "/index/repair", {"service": service, "action": "prune-stale",
+                                               "confirm": "yes", "legacy_ack": "on",
+                                               "digest": digest})
+    assert done.status_code == 200 and index_of(store, prefix) == ["a"]
+    [(entry_id, action)] = entry_ids(editor, prefix + "__keys")
+    assert action == "repair"
+    assert undo(editor, entry_id).status_code == 303
+    assert index_of(store, prefix) == ["a", "stale"]
+
+
+def test_the_timeline_merges_the_stores_own_history_on_toskastore_main(store, prefix, editor):
+    key = prefix + "mixed"
+    create(editor, key, '{"v":1}')
+    store.provider.put(key, '{"v":"service"}', ttl=NO_TTL)  # a service writes it, no audit
+    write(editor, store, key, '{"v":3}')
+    page = editor.get(f"/key/history?key={key}").get_data(as_text=True)
+    outside = re.findall(r'data-testid="history-store-change" data-revision="(\d+)" '
+                         r'data-op="(\w+)"', page)
+    if store.provider.kind != "toskastore":
+        assert outside == [] and "keeps no history of its own" in page
+        return
+    assert [op for _, op in outside] == ["put"]  # the service's write, not the dashboard's two
+    shown = html.unescape(page)
+    assert "outside the dashboard" in shown and '"service"' in shown
+    order = [m.group(0) for m in re.finditer(
+        r'data-action="(create|edit)"|data-testid="history-store-change"', page)]
+    assert order == ['data-action="edit"', 'data-testid="history-store-change"',
+                     'data-action="create"']

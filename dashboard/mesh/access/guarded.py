@@ -259,6 +259,14 @@ class GuardedProvider(KeyValueProvider):
             hits.append(hit)
         return dataclasses.replace(page, hits=hits, entries=[hit.entry for hit in hits])
 
+    def key_history(self, key: str, *, limit: int = 200) -> list:
+        self.check_read(key)
+        fields = self.policy.masked_fields(self.identity, key)
+        events = self.store.key_history(key, limit=limit)
+        if not fields:
+            return events
+        return [masked_event(event, fields) for event in events]
+
     def watch_unavailable_reason(self) -> str | None:
         return self.store.watch_unavailable_reason()
 
@@ -344,17 +352,22 @@ class GuardedStream(ChangeStream):
                 return None
 
     def _masked(self, event: ChangeEvent) -> ChangeEvent:
-        fields = self._guard.policy.masked_fields(self._guard.identity, event.key)
-        if not fields or event.value is None:
-            return event
-        value, changed = mask_json(event.value, fields)
-        if not changed:
-            # a value cut for the feed may hold a field it cannot parse: show none of it
-            return dataclasses.replace(event, value=None) if not _parses(event.value) else event
-        return dataclasses.replace(event, value=value)
+        return masked_event(event, self._guard.policy.masked_fields(self._guard.identity,
+                                                                     event.key))
 
     def close(self) -> None:
         self._stream.close()
+
+
+def masked_event(event: ChangeEvent, fields: frozenset[str]) -> ChangeEvent:
+    """``event`` with the masked properties of its value hidden."""
+    if not fields or event.value is None:
+        return event
+    value, changed = mask_json(event.value, fields)
+    if not changed:
+        # a value cut for the feed may hold a field it cannot parse: show none of it
+        return dataclasses.replace(event, value=None) if not _parses(event.value) else event
+    return dataclasses.replace(event, value=value)
 
 
 def _parses(text: str) -> bool:

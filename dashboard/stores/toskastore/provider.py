@@ -202,6 +202,14 @@ class ToskaStoreProvider(DetectionMixin, ListingMixin, OperationsMixin, KeyValue
         server = self._detected()
         return None if server.watch else (server.watch_note or "no change feed was found")
 
+    def key_history(self, key: str, *, limit: int = 200) -> list:
+        """The store's retained changes of ``key``, newest first (main-branch servers)."""
+        from dashboard.stores.toskastore import watch as toskastore_watch
+
+        if not self.capabilities().watch:
+            return super().key_history(key, limit=limit)
+        return toskastore_watch.key_history(self, key, limit=limit)
+
     def watch(self, prefix: str, since_revision: int | None = None):
         """Stream changes under ``prefix`` from ``GET /kv/watch`` (main-branch servers).
 

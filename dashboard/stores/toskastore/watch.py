@@ -242,6 +242,50 @@ class WatchStream(QueuedStream):
         self._emit(event)
 
 
+def _sse_events(text: str) -> list[dict[str, Any]]:
+    """The ``data:`` objects of a whole Server-Sent Events body, in order."""
+    found: list[dict[str, Any]] = []
+    data: list[str] = []
+    for line in [*text.splitlines(), ""]:
+        if line == "":
+            if data:
+                with contextlib.suppress(ValueError):
+                    body = json.loads("\n".join(data))
+                    if isinstance(body, dict):
+                        found.append(body)
+            data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    return found
+
+
+#: attempts at finding how far back the store's retained history reaches
+HISTORY_ATTEMPTS = 4
+
+
+def key_history(provider: ToskaStoreProvider, key: str, *, limit: int) -> list[ChangeEvent]:
+    """The store's retained changes of exactly ``key``, newest first, at most ``limit``:
+    ``GET /kv/watch?once=true`` replays them and ends. When the history no longer reaches
+    revision 0 (409), it starts where ``/stats`` says the retained history begins."""
+    since = 0
+    for _ in range(HISTORY_ATTEMPTS):
+        response = provider._request("GET", "/kv/watch?" + query(
+            prefix=key, since_revision=since, once=True, timeout_ms=0), allow=(409,))
+        if response.status_code != 409:
+            now = int(time.time() * 1000)
+            events = [event for body in _sse_events(response.text)
+                      if (event := parse_event(body, now)) is not None and event.key == key]
+            return events[::-1][:limit]
+        stats = provider._request("GET", "/stats").json()
+        revision, size = stats.get("revision"), stats.get("watch_history_size")
+        if not (is_int(revision) and is_int(size)):
+            break
+        # lease and lock operations take revisions without an event: step closer each time
+        since = max(since + 1, revision - size, (since + revision) // 2)
+    raise errors.HistoryGone("the store no longer holds this key's change history",
+                             store=provider.name, key=key)
+
+
 def watch(provider: ToskaStoreProvider, prefix: str, since_revision: int | None) -> WatchStream:
     """Open the change feed of ``prefix``; see ``ToskaStoreProvider.watch``."""
     if since_revision is not None and since_revision < 0:
