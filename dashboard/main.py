@@ -117,16 +117,26 @@ def _configure_seed(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_seed(args: argparse.Namespace) -> int:
+    from dashboard.cli.common import actor, audit_to_stderr
     from dashboard.mesh import open_store
     from dashboard.mesh.seed import seed
 
     settings = settings_from(args)
     provider = open_store(settings)
     try:
-        report = seed(
-            provider, services=args.services, keys_per_service=args.keys_per_service,
-            drift_pct=args.drift, seed=args.seed, index_key=settings.toskastore.key_index_key,
-        )
+        with audit_to_stderr():
+            audit.before_write()  # a seed the trail cannot record writes nothing
+            with audit.in_job():
+                report = seed(
+                    provider, services=args.services, keys_per_service=args.keys_per_service,
+                    drift_pct=args.drift, seed=args.seed,
+                    index_key=settings.toskastore.key_index_key,
+                )
+                # sample data: one entry for the run (its keys are listed per service), not
+                # one per key; it cannot be undone from the trail
+                audit.bulk("seed", actor(), services=report.services,
+                           count=report.keys_written,
+                           detail=f"sample data: {report.summary()}", store=provider.name)
     finally:
         provider.close()
     print(f"{provider.name or provider.kind}: {report.summary()}")

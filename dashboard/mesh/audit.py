@@ -347,3 +347,13 @@ def elevation(action: str, operator: str, reason: str, detail: str) -> dict[str,
     return _record({"operator": operator, "action": action, "key": None, "outcome": detail,
                     "reason": reason},
                    "%s: %s (%s) because %r", action, operator, detail, reason)
+
+
+def bulk(action: str, operator: str, *, services: Sequence[str], count: int, detail: str,
+         store: str = "") -> dict[str, Any]:
+    """One entry for a run that wrote many keys it does not list one by one (``seed``)."""
+    return _record({"operator": operator, "action": action, "key": None, "outcome": "ok",
+                    "services": list(services), "count": count, "detail": detail,
+                    **({"store": store} if store else {})},
+                   "%s: %s wrote %d key(s) under %s", action, operator, count,
+                   ", ".join(services) or "no service")

@@ -98,6 +98,24 @@ def configure(log_format: str, stream: IO[str] | None = None) -> logging.Handler
     return handler
 
 
+def audit_to(stream) -> None:
+    """Also send each ``dashboard.audit`` line, as JSON, to ``stream`` (standard output in
+    the image): a SIEM collecting a container's stdout gets the audit trail alone there,
+    while every log line, audit lines included, stays on standard error."""
+    audit = logging.getLogger("dashboard.audit")
+    for handler in list(audit.handlers):
+        if getattr(handler, _AUDIT_MARK, False):
+            audit.removeHandler(handler)
+    handler = logging.StreamHandler(stream)
+    setattr(handler, _AUDIT_MARK, True)
+    handler.setFormatter(formatter("json"))
+    handler.addFilter(RequestContext())
+    audit.addHandler(handler)
+
+
+_AUDIT_MARK = "_kv_audit_stdout"
+
+
 # --------------------------------------------------------------------------- requests
 
 
@@ -144,6 +162,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     error (tests read them back).
     """
     configure(settings.dashboard.log_format, app.config.get("KV_LOG_STREAM"))
+    if settings.dashboard.log_format == "json":
+        audit_to(app.config.get("KV_AUDIT_STREAM") or sys.stdout)
     request_started.connect(_begin, app)
     request_finished.connect(_end, app)
     app.after_request(_name_request)

@@ -97,6 +97,8 @@ def test_seed_against_devstore(tmp_path, capsys, devstore):
     keys = devstore.store.live_keys()
     assert len(keys) == 3 * 12 + 2  # the third service has no index
     assert "profiles:__keys" in keys and "orders:__keys" not in keys
+    # one audit entry for the run, on the trail the settings name (here the default SQLite)
+    assert "audit: seed: cli:" in captured.err and "38 key(s)" in captured.err
 
 
 def test_seed_rejects_bad_arguments(capsys):

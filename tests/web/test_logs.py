@@ -27,17 +27,32 @@ def provider():
 @pytest.fixture
 def restore_logging():
     """Each app installs its log handler on the root logger: put back what was there."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    root, audit = logging.getLogger(), logging.getLogger("dashboard.audit")
+    handlers, level, audit_handlers = list(root.handlers), root.level, list(audit.handlers)
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    audit.handlers[:] = audit_handlers
 
 
-def json_app(provider, **dashboard):
+def json_app(provider, audit_stream=None, **dashboard):
     stream = io.StringIO()
-    app = make_app(provider, dashboard={"LogFormat": "json", **dashboard}, KV_LOG_STREAM=stream)
+    app = make_app(provider, dashboard={"LogFormat": "json", **dashboard}, KV_LOG_STREAM=stream,
+                   KV_AUDIT_STREAM=audit_stream or io.StringIO())
     return app, stream
+
+
+def test_audit_lines_also_go_to_their_own_stream_for_a_siem(provider, restore_logging):
+    audit_stream = io.StringIO()
+    app, stream = json_app(provider, audit_stream=audit_stream)
+    client = app.test_client()
+    login(client, "ed")
+    assert post_form(client, "/key/new", {"key": "lg9:k", "value": "{}", "ttl_mode": "none",
+                                          "compact": "on"}).status_code == 303
+    audited = lines(audit_stream)
+    assert [(line["logger"], line["action"], line["key"]) for line in audited] == [
+        ("dashboard.audit", "create", "lg9:k")]
+    assert any(line["logger"] == "dashboard.audit" for line in lines(stream))  # and the log
 
 
 def lines(stream: io.StringIO) -> list[dict]:
