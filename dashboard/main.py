@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import errno
 import getpass
+import logging
 import os
 import shlex
 import sys
@@ -211,6 +212,9 @@ def _serve_app(app, host: str, port: int, banner: list[str]) -> None:
     except (OSError, SystemExit) as exc:  # werkzeug exits on a port taken since the check
         reason = getattr(exc, "strerror", None) or "address already in use"
         raise CommandError(f"cannot listen on {host}:{port}: {reason} (--host, --port)") from None
+    # the app logs one line per request itself (web/logs.py): werkzeug's own access line
+    # beside it would say each request twice, in another format
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     base = app.config["KV_SETTINGS"].dashboard.path_base
     print(f"ToskaMesh KV dashboard on http://{host}:{server.server_port}{base}/", flush=True)
     for line in banner:

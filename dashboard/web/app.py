@@ -189,7 +189,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ``KV_PROVIDER`` (a provider instance to use instead of building one).
     """
     from dashboard.mesh import open_store
-    from dashboard.web import access, audit_journal, auth, errors, logs, metrics, sso
+    from dashboard.web import access, audit_journal, auth, errors, logs, metrics, sso, static_files
     from dashboard.web.views import audit as audit_views
     from dashboard.web.views import register_blueprints
 
@@ -259,6 +259,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     access.init_app(app)
     errors.init_app(app)
     register_blueprints(app)
+    static_files.init_app(app)
     # observability: /metrics (and the metered provider), the audit trail and /audit
     metrics.init_app(app)
     audit_journal.init_app(app, settings)

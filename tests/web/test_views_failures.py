@@ -188,15 +188,16 @@ def test_path_base_serves_under_the_prefix_and_at_the_root(toska):
         assert client.get("/healthz").status_code == 200  # port-forward at the root
 
 
-def test_demo_command_serves_a_seeded_store():
+def test_demo_command_serves_a_seeded_store(tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = (tmp_path / "stderr.log").open("w")
     # stopped with a Ctrl-C that does not depend on the terminal (pytest may run in the
     # background, where an inherited SIGINT is ignored)
     process = interruptible(
         [sys.executable, "-m", "dashboard.main", "demo", "--port", str(port),
          "--services", "3", "--keys-per-service", "40"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
         env=env)
     try:
         banner = [process.stdout.readline() for _ in range(3)]
@@ -216,7 +217,12 @@ def test_demo_command_serves_a_seeded_store():
         finally:
             kill_group(process)
             process.stdout.close()
+            log.close()
     assert stopped == 0, "the demo ends on Ctrl-C"
+    said = (tmp_path / "stderr.log").read_text()
+    # one line per request, the app's: not werkzeug's access line beside it
+    assert said.count("GET services.index -> 200") == 1, said[-2000:]
+    assert '"GET /services HTTP/1.1"' not in said
 
 
 

@@ -304,24 +304,18 @@ class AuditHooks:
         self.operator = operator
 
     def __call__(self, key: str, result: writes.WriteResult, planned: PlannedKey) -> None:
-        from dashboard.mesh import audit as audit_trail
-
         audit_trail.key_write("import", self.operator, key, result=result,
                               value=planned.item.text, expected=planned.token,
                               old_version=planned.current_version,
                               old_size=planned.current_size)
 
     def unconfirmed(self, key: str, message: str, planned: PlannedKey) -> None:
-        from dashboard.mesh import audit as audit_trail
-
         audit_trail.unconfirmed("import", self.operator, key, message, value=planned.item.text,
                                 old_version=planned.current_version,
                                 old_size=planned.current_size)
 
     def index_updated(self, service: mesh.Service, status: str, added: list[str],
                       sentence: str) -> None:
-        from dashboard.mesh import audit as audit_trail
-
         audit_trail.import_index(self.operator, service.prefix, service.index_full_key,
                                  status=status, added=added, message=sentence)
 

@@ -24,7 +24,7 @@ from dashboard.web import discovery, forms, metrics
 from dashboard.web.access import editor_required
 from dashboard.web.current import provider
 from dashboard.web.formatting import parse_ttl
-from dashboard.web.views.keys import parent_prefix, too_big_to_edit
+from dashboard.web.views.keys import parent_prefix
 
 bp = Blueprint("edits", __name__)
 #: one line per write: who changed which key (the roadmap's audit trail starts here)
@@ -223,8 +223,8 @@ def edit_form():
         flash(f"{entry.type} values are shown read-only.", "error")
         return redirect(url_for("keys.detail", key=key))
     if entry.partial or entry.size > _max_bytes():
-        # the key page says the same and offers the download instead of an editor
-        flash(too_big_to_edit(entry.size, _max_bytes()), "error")
+        # the key page says why (its edit-refused note) and offers the download instead:
+        # a flash saying it again would show the sentence twice
         return redirect(url_for("keys.detail", key=key))
     pretty = meshjson.pretty(entry.value or "")
     form = WriteForm(

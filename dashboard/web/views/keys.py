@@ -15,7 +15,6 @@ from flask import (
     current_app,
     render_template,
     request,
-    send_from_directory,
     url_for,
 )
 from flask_login import login_required
@@ -390,5 +389,7 @@ def download():
 @bp.get("/favicon.ico")
 def favicon():
     """Browsers ask for it on every page: the SVG icon, no login."""
-    return send_from_directory(current_app.static_folder, "favicon.svg",
-                               mimetype="image/svg+xml", max_age=86400)
+    from dashboard.web.static_files import send_static
+
+    return send_static(current_app.static_folder, "favicon.svg", mimetype="image/svg+xml",
+                       max_age=86400)
