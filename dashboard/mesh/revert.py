@@ -10,7 +10,8 @@ written: the plan says so, with the entry's before and after and what the key ho
 and ``apply_revert(force=True)`` restores anyway (conditional on what the operator saw
 then). What cannot be put back is refused with the reason: a value the trail did not keep
 (``Dashboard:AuditValues``, ``AuditValueBytes``), a Redis hash, list, set or sorted set, an
-import's overwrite (the plan kept the old version, not the old value).
+import's overwrite whose replaced value the plan did not keep (over 64 KiB, or past the
+first 16 MiB of one import: ``import_plan.BEFORE_BYTES``).
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def plan_revert(provider: KeyValueProvider, entry: dict[str, Any]) -> RevertPlan
     before = entry.get("before")
     if before is None or before.get("partial"):
         raise CannotRevert("the trail did not keep this key's state before the write "
-                           "(an import kept only its version and size): it cannot be put back")
+                           "(an import keeps replaced values up to 64 KiB each, 16 MiB in all; "
+                           "this one only as its version and size): it cannot be put back")
     if (before.get("type") or "string") != "string":
         raise CannotRevert(f"the key held a Redis {before['type']}: the trail keeps string "
                            "values only")

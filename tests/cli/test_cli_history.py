@@ -43,16 +43,16 @@ def test_history_lists_the_commands_writes_and_revert_undoes_one(tmp_path, devst
     assert main(["history", "--config", config, "hist:k"]) == 0
     assert "import" in capsys.readouterr().out
 
-    # an import's overwrite kept only the old version: it cannot be undone key by key
-    assert main(["revert", "--config", config, entries[0]["id"], "--yes"]) == 2
-    assert "cannot undo" in capsys.readouterr().err
-    # the first import created the key: undoing it deletes it, once the key is as it left it
+    # the first import created the key: undoing it now would delete the second's value
     assert main(["revert", "--config", config, entries[1]["id"], "--yes"]) == 1
     assert "changed since" in capsys.readouterr().out
     assert devstore.store.get("hist:k")["value"] == '{"v":22}'
-    assert main(["revert", "--config", config, entries[1]["id"], "--yes", "--force"]) == 0
-    assert devstore.store.get("hist:k") is None
+    # the overwrite kept the value it replaced: undoing it puts that back
+    assert main(["revert", "--config", config, entries[0]["id"], "--yes"]) == 0
+    assert devstore.store.get("hist:k")["value"] == '{"v":1}'
     assert history(config, "hist:k", capsys)[0]["action"] == "revert"
+    assert main(["revert", "--config", config, entries[1]["id"], "--yes"]) == 0  # now it may
+    assert devstore.store.get("hist:k") is None
 
 
 def test_revert_of_an_unknown_entry_says_so(tmp_path, devstore, capsys):

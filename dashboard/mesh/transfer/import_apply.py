@@ -36,7 +36,7 @@ from dashboard.mesh import audit as audit_trail
 from dashboard.mesh import writes
 from dashboard.mesh.transfer.import_plan import Plan, PlannedKey, ttl_for
 from dashboard.stores.base import KeyValueProvider
-from dashboard.stores.entries import now_ms
+from dashboard.stores.entries import Entry, now_ms
 from dashboard.stores.errors import Conflict, ProviderError, WriteUnknown
 from dashboard.stores.mutations import NO_TTL, TtlChange
 
@@ -304,7 +304,13 @@ class AuditHooks:
         self.operator = operator
 
     def __call__(self, key: str, result: writes.WriteResult, planned: PlannedKey) -> None:
-        audit_trail.key_write("import", self.operator, key, result=result,
+        before = None
+        if planned.action == "changed" and planned.current_value is not None:
+            # what the plan read and compared: the value this write replaced
+            before = Entry(key=key, value=planned.current_value,
+                           version=planned.current_version,
+                           expires_at_ms=planned.current_expires_at_ms)
+        audit_trail.key_write("import", self.operator, key, result=result, before=before,
                               value=planned.item.text, expected=planned.token,
                               old_version=planned.current_version,
                               old_size=planned.current_size)

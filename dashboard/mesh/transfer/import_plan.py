@@ -77,6 +77,10 @@ class PlannedKey:
     #: entry's "before" (None: absent or not reported)
     current_version: int | None = None
     current_size: int | None = None
+    #: the string it replaces and that string's expiry, for the audit entry's "before" (an
+    #: undo puts it back); None when not kept (not a string, or past ``BEFORE_BYTES``)
+    current_value: str | None = None
+    current_expires_at_ms: int | None = None
 
     @property
     def key(self) -> str:
@@ -95,6 +99,8 @@ class Plan:
     file_indexes: set[str] = field(default_factory=set)
     #: the file's end marker: a partial backup (the plan says so; its keys can be imported)
     incomplete: Incomplete | None = None
+    #: bytes of replaced values kept so far (``_keep_before``)
+    before_bytes: int = 0
 
     def of(self, action: str) -> list[PlannedKey]:
         return [k for k in self.keys if k.action == action]
@@ -126,7 +132,8 @@ class Plan:
     def tokens(self) -> dict[str, Any]:
         """What the plan saw per key, kept between the plan and its confirmation."""
         return {k.key: [k.action, k.token, k.current_type, k.note, k.current_version,
-                        k.current_size] for k in self.keys}
+                        k.current_size, k.current_value, k.current_expires_at_ms]
+                for k in self.keys}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -360,9 +367,30 @@ def _classify(provider, caps, plan: Plan, line: int, item: Dumped,
         return PlannedKey(line, item, "skipped", f"exists ({summary}); it could not be verified "
                           "exactly, so it is not replaced (a change made after this plan "
                           "would be lost)", None, current.type)
+    kept = _keep_before(plan, current)
     return PlannedKey(line, item, "changed", "; ".join(filter(None, [summary, ttl_note])),
                       token, current.type, _version(provider, caps, current),
-                      len(current.exact_bytes) if current.type == "string" else None)
+                      len(current.exact_bytes) if current.type == "string" else None,
+                      kept, current.expires_at_ms if kept is not None else None)
+
+
+#: the most of the replaced values one plan keeps for its audit entries (an undo of the
+#: import puts them back); past it, the rest are kept as their version and size only
+BEFORE_BYTES = 16 * 1024 * 1024
+#: the largest one value kept (the audit trail's default AuditValueBytes)
+BEFORE_VALUE_BYTES = 64 * 1024
+
+
+def _keep_before(plan: Plan, current: Entry) -> str | None:
+    """The value ``current`` holds, if the plan can keep it for the audit trail."""
+    if current.type != "string" or current.value is None or current.partial or \
+            current.data is not None:
+        return None
+    size = len(current.exact_bytes)
+    if size > BEFORE_VALUE_BYTES or plan.before_bytes + size > BEFORE_BYTES:
+        return None
+    plan.before_bytes += size
+    return current.value
 
 
 def _version(provider, caps, current: Entry) -> int | None:
@@ -386,5 +414,5 @@ def restore_plan(parsed: ParsedFile, mode: str, ttl_policy: str,
     for line, item in parsed.records:
         action, token, current_type, note, *before = tokens.get(
             item.key, ["skipped", None, None, "not in the plan"])
-        plan.keys.append(PlannedKey(line, item, action, note, token, current_type, *before[:2]))
+        plan.keys.append(PlannedKey(line, item, action, note, token, current_type, *before[:4]))
     return plan
