@@ -59,11 +59,16 @@ def journaled(settings: Settings | None = None) -> Iterator[None]:
                 f"Not written: the audit trail ({journal.where}) cannot keep an entry now "
                 f"({error}).") from None
 
+    store_name: list[str] = []
+
     def deliver(entry: dict[str, Any], old_value: str | None, new_value: str | None) -> None:
         nonlocal lost
         if lost:
             lost += 1
             return
+        if not store_name:
+            store_name.append(_store_name(settings))
+        entry.setdefault("store", store_name[0])
         try:
             journal.append(with_values(dict(entry), old_value, new_value, settings))
         except JournalUnavailable as error:
@@ -80,3 +85,14 @@ def journaled(settings: Settings | None = None) -> Iterator[None]:
         if lost > 1:
             journal_log.error("%d audit entries not kept on /audit (%s did not answer): "
                               "they are in the audit lines above", lost, journal.where)
+
+
+def _store_name(settings: Settings) -> str:
+    """The store's display name, as the web labels its entries (the provider's own)."""
+    from dashboard.mesh import open_store
+
+    provider = open_store(settings)
+    try:
+        return provider.name
+    finally:
+        provider.close()

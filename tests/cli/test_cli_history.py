@@ -40,6 +40,7 @@ def test_history_lists_the_commands_writes_and_revert_undoes_one(tmp_path, devst
     entries = history(config, "hist:k", capsys)
     assert [e["action"] for e in entries] == ["import", "import"]
     assert all(e["reason"] == "INC-9 backfill" and e["operator"].startswith("cli") for e in entries)
+    assert all(e["store"] == f"ToskaStore {devstore.url}" for e in entries), entries[0]["store"]
     assert main(["history", "--config", config, "hist:k"]) == 0
     assert "import" in capsys.readouterr().out
 
