@@ -19,6 +19,7 @@ head``) ends the command quietly with exit status 141, as a shell's pipeline wou
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import getpass
 import logging
@@ -277,6 +278,11 @@ def _run_demo(args: argparse.Namespace) -> int:
     }
     try:
         settings = load_settings(getattr(args, "config", None), overrides=overrides)
+        if settings.dashboard.audit_storage is None:
+            # a throwaway store, a throwaway trail: the demo's writes stay out of the audit
+            # trail the operator's real dashboards keep in the data directory
+            settings = dataclasses.replace(settings, dashboard=dataclasses.replace(
+                settings.dashboard, audit_storage="memory://"))
         app = create_app({"KV_SETTINGS": settings})
         # the demo's own throwaway store, written also under Dashboard:ReadOnly: read-only
         # governs the dashboard (and the configured store), which serves it read-only
