@@ -1,4 +1,5 @@
-"""End to end: break-glass elevation and the environment band, in Debian's Chromium."""
+"""End to end: break-glass elevation, masking, the environment band, and a key's history
+with its undo, in Debian's Chromium."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from dashboard.stores.mutations import NO_TTL
 from tests.support.backends import start_backend
 from tests.support.live import log_in, serve_app
 from tests.support.webapp import make_app
@@ -67,3 +69,27 @@ def test_a_masked_field_reads_as_dots_until_the_editor_may_write_there(page):
     page.goto("/key?key=identity:u1&view=json")
     expect(page.locator('[data-testid="value"]')).to_contain_text("••••")
     expect(page.locator('[data-testid="value"]')).not_to_contain_text("ann@x.io")
+
+
+def test_a_keys_history_shows_an_edit_and_undoes_it(page, store):
+    store.provider.put("pay:card:2", '{"amount":1}', ttl=NO_TTL)
+    log_in(page)
+    page.goto("/key?key=pay:card:2")
+    page.locator('[data-testid="elevate-form"] summary').click()
+    page.fill('[data-testid="elevate-reason"]', "INC-78 wrong amount")
+    page.click('[data-testid="elevate"]')
+    page.click('[data-testid="edit"]')
+    page.fill('[data-testid="value-input"]', '{"amount":2}')
+    page.click('[data-testid="review"]')
+    page.click('[data-testid="confirm"]')
+    page.wait_for_url(re.compile(r"/key\?key=pay"))
+    page.click('[data-testid="history"]')
+    entry = page.locator('[data-testid="history-entry"][data-action="edit"]')
+    expect(entry).to_have_count(1)
+    expect(entry.locator('[data-testid="history-diff"]')).to_contain_text('"amount": 2')
+    entry.locator('[data-testid="revert"]').click()
+    expect(page.locator('[data-testid="flash"]')).to_contain_text("Undone")
+    expect(page.locator('[data-testid="history-entry"]').first).to_have_attribute(
+        "data-action", "revert")
+    assert store.provider.get("pay:card:2").value == '{"amount":1}'
+    page.click('[data-testid="end-elevation"]')
