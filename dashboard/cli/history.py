@@ -27,11 +27,19 @@ EXIT_NOT_UNDONE = 1
 HISTORY_MAX = 200
 
 
-def _journal(settings):
+def _from_trail(settings, read):
+    """``read(journal)`` on the trail the settings name, opened for it and closed after;
+    a trail that cannot be opened or does not answer is one ``CommandError``."""
     try:
-        return make_journal(settings)
+        journal = make_journal(settings)
     except JournalUnavailable as error:
         raise CommandError(f"the audit trail cannot be opened: {error}") from None
+    try:
+        return read(journal)
+    except JournalUnavailable as error:
+        raise CommandError(f"the audit trail did not answer: {error}") from None
+    finally:
+        journal.close()
 
 
 def _configure_history(parser: argparse.ArgumentParser) -> None:
@@ -42,13 +50,8 @@ def _configure_history(parser: argparse.ArgumentParser) -> None:
 
 def _run_history(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    journal = _journal(settings)
-    try:
-        entries = journal.query(AuditQuery(key=args.key), 0, HISTORY_MAX).entries
-    except JournalUnavailable as error:
-        raise CommandError(f"the audit trail did not answer: {error}") from None
-    finally:
-        journal.close()
+    entries = _from_trail(settings, lambda journal: journal.query(
+        AuditQuery(key=args.key), 0, HISTORY_MAX).entries)
     for entry in entries:
         if args.json:
             print(json.dumps(entry, ensure_ascii=False))
@@ -82,13 +85,7 @@ def _run_revert(args: argparse.Namespace) -> int:
     from dashboard.mesh import open_store, revert
 
     settings = settings_from(args)
-    journal = _journal(settings)
-    try:
-        entry = journal.get(args.id)
-    except JournalUnavailable as error:
-        raise CommandError(f"the audit trail did not answer: {error}") from None
-    finally:
-        journal.close()
+    entry = _from_trail(settings, lambda journal: journal.get(args.id))
     if entry is None:
         raise CommandError(f"no audit entry {args.id!r} (it may be past the retention)")
     provider = open_store(settings)
@@ -119,13 +116,8 @@ def _run_revert_job(args: argparse.Namespace) -> int:
     from dashboard.mesh import open_store, revert
 
     settings = settings_from(args)
-    journal = _journal(settings)
-    try:
-        entries = list(journal.iter_entries(AuditQuery(job=args.job)))
-    except JournalUnavailable as error:
-        raise CommandError(f"the audit trail did not answer: {error}") from None
-    finally:
-        journal.close()
+    entries = _from_trail(settings, lambda journal: list(
+        journal.iter_entries(AuditQuery(job=args.job))))
     if not entries:
         raise CommandError(f"no job {args.job!r} on the audit trail")
     if not args.yes:

@@ -190,10 +190,9 @@ def editor_required(view: Callable[..., Any]) -> Callable[..., Any]:
         # a write page or write request for a key (or prefix, service) the operator may
         # read but not change: refused here, not after a form was filled in
         store = request_store()
-        for name in (*_NAMED_KEY, *_NAMED_PREFIX):
-            for value in (request.args.get(name), request.form.get(name)):
-                if value and not store.may_write(value):
-                    abort(403, description=store.denial(value, write=True))
+        for value in _named(*_NAMED_KEY, *_NAMED_PREFIX):
+            if not store.may_write(value):
+                abort(403, description=store.denial(value, write=True))
         return view(*args, **kwargs)
 
     return wrapper
@@ -269,6 +268,12 @@ _NAMED_KEY = ("key",)
 _NAMED_PREFIX = ("prefix", "service")
 
 
+def _named(*names: str) -> list[str]:
+    """The non-empty values the request gives those arguments, in its query or its form."""
+    return [value for name in names
+            for value in (request.args.get(name), request.form.get(name)) if value]
+
+
 def _refuse_what_the_request_names():
     """A request naming a key or prefix the operator may not read is refused (403) before
     its view runs, whatever the route: the guarded store would hide it anyway, and a page
@@ -277,11 +282,9 @@ def _refuse_what_the_request_names():
             "static", "ops.healthz", "ops.readyz", "metrics.metrics", "auth.logout"):
         return None
     store = request_store()
-    named = [(name, value, store.may_read) for name in _NAMED_KEY
-             for value in (request.args.get(name), request.form.get(name)) if value] + \
-            [(name, value, store.reads_under) for name in _NAMED_PREFIX
-             for value in (request.args.get(name), request.form.get(name)) if value]
-    for _name, value, allowed in named:
+    named = [(value, store.may_read) for value in _named(*_NAMED_KEY)] + \
+            [(value, store.reads_under) for value in _named(*_NAMED_PREFIX)]
+    for value, allowed in named:
         if not allowed(value):
             from dashboard.web.errors import render_error
 
